@@ -1,0 +1,18 @@
+"""The `flowmonkey` command: parse, call the library, print."""
+
+from __future__ import annotations
+
+import click
+
+from flowmonkey_celery.cli.demo import demo
+from flowmonkey_celery.cli.flows import validate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flowmonkey-celery")
+def main() -> None:
+    """FlowMonkey for Python on Celery: durable, declarative workflows."""
+
+
+main.add_command(demo)
+main.add_command(validate)

@@ -1,0 +1,40 @@
+"""`flowmonkey validate`: check flow files before deploying them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.flow_files import FLOW_FILE_SUFFIXES
+from flowmonkey_celery.errors import FlowValidationError
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Validate flow files (YAML or JSON) or folders of them; exit 1 if any is invalid."""
+    console = Console()
+    files = [
+        file
+        for path in paths
+        for file in (sorted(path.iterdir()) if path.is_dir() else [path])
+        if file.suffix.lower() in FLOW_FILE_SUFFIXES
+    ]
+    bad = 0
+    for file in files:
+        try:
+            flow = Flow.from_file(file)
+        except FlowValidationError as exc:
+            bad += 1
+            console.print(f"[red]✗[/] {file}: {len(exc.issues)} problem(s)")
+            for where, message in exc.issues:
+                console.print(f"    [bold]{where or '<flow>'}[/]: {message}", highlight=False)
+        else:
+            console.print(f"[green]✓[/] {file}: {flow.id} {flow.version}, {len(flow.steps)} steps")
+    if not files:
+        raise click.UsageError("no .yaml, .yml or .json files found")
+    if bad:
+        raise SystemExit(1)

@@ -1,0 +1,108 @@
+"""Handlers: the code that runs a step type. `@handler("type")` or any object with `.type` and
+`.execute(params)`; `execute` may be sync or async."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, overload, runtime_checkable
+
+from flowmonkey_celery.core.clock import Clock
+from flowmonkey_celery.core.execution import Execution
+from flowmonkey_celery.core.flow import Step
+from flowmonkey_celery.core.results import StepResult
+
+
+@dataclass(frozen=True)
+class HandlerParams:
+    """Everything a handler gets for one call.
+
+    Attributes:
+        input: the step's input, resolved from the context by its selector.
+        context: a read-only view of the execution context (changes go through the output).
+        step: the step definition (`step.config` holds its configuration).
+        execution: a snapshot of the execution.
+        attempt: 1 for the first call, 2 for the first retry, ...
+        step_key: `"<execution_id>:<step_id>:<attempt>"`, stable across redeliveries of the
+            same attempt; pass it to external APIs as an idempotency key.
+        clock: the engine's clock; use it instead of reading the wall clock.
+    """
+
+    input: Any
+    context: Mapping[str, Any]
+    step: Step
+    execution: Execution
+    attempt: int
+    step_key: str
+    clock: Clock
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Shortcut for `step.config`."""
+        return self.step.config
+
+
+HandlerReturn = StepResult | Awaitable[StepResult]
+
+
+@runtime_checkable
+class StepHandler(Protocol):
+    """A handler object: a `type` name and an `execute(params)` method (sync or async).
+
+    Subclass it or just match its shape. Optional `metadata` (name, description, category,
+    config_schema...) describes the handler for tooling.
+    """
+
+    type: str
+
+    def execute(self, params: HandlerParams) -> HandlerReturn: ...
+
+
+class FunctionHandler:
+    """A plain function registered as a handler by `@handler`."""
+
+    def __init__(
+        self,
+        handler_type: str,
+        func: Callable[[HandlerParams], HandlerReturn],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not handler_type or not isinstance(handler_type, str):
+            raise ValueError("a handler type must be a non-empty string")
+        self.type = handler_type
+        self.func = func
+        self.metadata: dict[str, Any] = {"type": handler_type, **(metadata or {})}
+        functools.update_wrapper(self, func)
+
+    def execute(self, params: HandlerParams) -> HandlerReturn:
+        return self.func(params)
+
+    def __call__(self, params: HandlerParams) -> HandlerReturn:
+        return self.func(params)
+
+    def __repr__(self) -> str:
+        return f"<handler {self.type!r} {getattr(self.func, '__qualname__', self.func)!r}>"
+
+
+@overload
+def handler(
+    handler_type: str, **metadata: Any
+) -> Callable[[Callable[[HandlerParams], HandlerReturn]], FunctionHandler]: ...
+@overload
+def handler(
+    handler_type: Callable[[HandlerParams], HandlerReturn], **metadata: Any
+) -> FunctionHandler: ...
+def handler(handler_type: Any, **metadata: Any) -> Any:
+    """Turn a function into a handler for steps of `handler_type`.
+
+    `@handler("greet")` names the type; bare `@handler` uses the function's name. Extra
+    keyword arguments (name, description, category, config_schema...) become `.metadata`.
+    """
+    if callable(handler_type):
+        return FunctionHandler(handler_type.__name__, handler_type, metadata)
+
+    def decorate(func: Callable[[HandlerParams], HandlerReturn]) -> FunctionHandler:
+        return FunctionHandler(handler_type, func, metadata)
+
+    return decorate

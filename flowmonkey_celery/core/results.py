@@ -1,0 +1,104 @@
+"""What a handler returns: `Result.success`, `Result.failure`, `Result.wait`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from flowmonkey_celery.core.clock import as_timedelta, ensure_aware
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A failure reported by a handler (or by the engine on its behalf)."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one handler call. Build it with the `Result` helpers.
+
+    `overrides_transition` is True when the handler chose `next_step` itself (routing
+    handlers); then `next_step` replaces the step's transition, None meaning "end the flow".
+    """
+
+    outcome: Literal["success", "failure", "wait"]
+    output: Any = None
+    error: StepError | None = None
+    wake_at: datetime | None = None
+    delay: timedelta | None = None
+    wait_reason: str | None = None
+    next_step: str | None = None
+    overrides_transition: bool = False
+
+
+class Result:
+    """Constructors for `StepResult`."""
+
+    @staticmethod
+    def success(output: Any = None, next_step: str | None = UNSET) -> StepResult:
+        """The step succeeded; `output` is stored at the step's `output_key`."""
+        overrides = next_step is not UNSET
+        return StepResult(
+            "success",
+            output=output,
+            next_step=next_step if overrides else None,
+            overrides_transition=overrides,
+        )
+
+    @staticmethod
+    def failure(
+        code: str | dict[str, Any],
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        next_step: str | None = UNSET,
+    ) -> StepResult:
+        """The step failed. Accepts `(code, message)` or FlowMonkey's `{"code", "message"}`."""
+        if isinstance(code, dict):
+            payload = code
+            code = str(payload.get("code") or "STEP_FAILED")
+            message = message or payload.get("message")
+            details = details or payload.get("details")
+        overrides = next_step is not UNSET
+        error = StepError(str(code), str(message or code), dict(details or {}))
+        return StepResult(
+            "failure",
+            error=error,
+            next_step=next_step if overrides else None,
+            overrides_transition=overrides,
+        )
+
+    @staticmethod
+    def wait(
+        wake_at: datetime | None = None,
+        delay: timedelta | float | int | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Pause the execution. With `wake_at` (aware datetime) or `delay` (timedelta or
+        seconds) it continues by itself once the time has passed; with neither it waits for
+        `resume()`. A timed wait can also be resumed early."""
+        if wake_at is not None and delay is not None:
+            raise ValueError("Result.wait() takes wake_at or delay, not both")
+        return StepResult(
+            "wait",
+            wake_at=ensure_aware(wake_at, "wake_at") if wake_at is not None else None,
+            delay=as_timedelta(delay, "delay") if delay is not None else None,
+            wait_reason=reason,
+        )
+
+    @staticmethod
+    def wait_for_signal(reason: str | None = None) -> StepResult:
+        """Pause until `resume()` is called (an approval, a webhook, a person)."""
+        return StepResult("wait", wait_reason=reason)

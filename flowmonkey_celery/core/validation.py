@@ -1,0 +1,183 @@
+"""Flow validation that reports every problem with its path, not just the first."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
+
+from flowmonkey_celery.core.flow import SELECTOR_TYPES, Flow, Step
+from flowmonkey_celery.core.paths import split_path
+from flowmonkey_celery.core.routing import CONDITIONAL, SWITCH, routing_config_issues
+from flowmonkey_celery.core.versions import parse_version
+from flowmonkey_celery.errors import FlowValidationError
+
+Issue = tuple[str, str]
+
+
+def build_flow(data: Any) -> Flow:
+    """Validate `data` (camelCase or snake_case) and return the Flow.
+
+    Raises:
+        FlowValidationError: lists every `(path, message)` problem found.
+    """
+    if isinstance(data, Flow):
+        # exclude_unset keeps "on_resume not given" distinct from "on_resume: null".
+        data = data.model_dump(mode="python", exclude_unset=True)
+    if not isinstance(data, Mapping):
+        raise FlowValidationError(
+            f"a flow must be an object with id, initialStepId and steps, not {type(data).__name__}",
+            [("", "not an object")],
+        )
+    issues: list[Issue] = []
+    flow_label = data.get("id") if isinstance(data.get("id"), str) else "<unnamed>"
+
+    raw_steps = data.get("steps")
+    step_data, step_issues = _normalise_steps(raw_steps)
+    issues += step_issues
+
+    steps: dict[str, Step] = {}
+    for key, raw in step_data.items():
+        try:
+            steps[key] = Step.model_validate(raw)
+        except ValidationError as exc:
+            issues += _pydantic_issues(exc, f"steps.{key}", Step)
+
+    header = {k: v for k, v in data.items() if k != "steps"}
+    flow: Flow | None = None
+    try:
+        flow = Flow.model_validate({**header, "steps": {}})
+    except ValidationError as exc:
+        issues += _pydantic_issues(exc, "", Flow)
+
+    issues += _graph_issues(data, step_data, steps)
+    if flow is not None and parse_version(flow.version) is None:
+        issues.append(("version", f"{flow.version!r} is not a version like 1.0.0"))
+
+    if issues:
+        count = f"{len(issues)} problem{'s' if len(issues) != 1 else ''}"
+        raise FlowValidationError(f"flow {flow_label!r} is invalid ({count})", issues)
+    assert flow is not None
+    return flow.model_copy(update={"steps": steps})
+
+
+def _normalise_steps(raw_steps: Any) -> tuple[dict[str, Any], list[Issue]]:
+    """Steps keyed by id. A list of steps (each with an id) is accepted for YAML's sake."""
+    issues: list[Issue] = []
+    if raw_steps is None:
+        return {}, [("steps", "a flow needs at least one step")]
+    if isinstance(raw_steps, list):
+        keyed: dict[str, Any] = {}
+        for index, raw in enumerate(raw_steps):
+            step_id = raw.get("id") if isinstance(raw, Mapping) else None
+            if not isinstance(step_id, str) or not step_id:
+                issues.append((f"steps.{index}.id", "a step in a list needs an id"))
+            elif step_id in keyed:
+                issues.append((f"steps.{index}.id", f"duplicate step id {step_id!r}"))
+            else:
+                keyed[step_id] = raw
+        raw_steps = keyed
+    if not isinstance(raw_steps, Mapping):
+        return {}, [
+            ("steps", f"must be an object of step id: step, not {type(raw_steps).__name__}")
+        ]
+    if not raw_steps and not issues:
+        issues.append(("steps", "a flow needs at least one step"))
+    normalised: dict[str, Any] = {}
+    for key, raw in raw_steps.items():
+        if isinstance(raw, Mapping) and "id" not in raw:
+            raw = {**raw, "id": key}  # the key names the step; repeating it is optional
+        normalised[str(key)] = raw
+    return normalised, issues
+
+
+def _graph_issues(
+    data: Mapping[str, Any], step_data: Mapping[str, Any], steps: Mapping[str, Step]
+) -> list[Issue]:
+    issues: list[Issue] = []
+    step_ids = set(step_data)
+    listing = ", ".join(sorted(step_ids)) or "none"
+    initial = data.get("initial_step_id", data.get("initialStepId"))
+    if isinstance(initial, str) and step_ids and initial not in step_ids:
+        issues.append(
+            ("initial_step_id", f"{initial!r} is not a step of this flow (steps: {listing})")
+        )
+
+    for key, raw in step_data.items():
+        if not isinstance(raw, Mapping):
+            issues.append((f"steps.{key}", f"a step must be an object, not {type(raw).__name__}"))
+            continue
+        where = f"steps.{key}"
+        if raw.get("id") != key:
+            issues.append(
+                (f"{where}.id", f"step id {raw.get('id')!r} differs from its key {key!r}")
+            )
+        transitions = raw.get("transitions")
+        if isinstance(transitions, Mapping):
+            for name in ("on_success", "on_failure", "on_resume"):
+                target = transitions.get(name, transitions.get(to_camel(name)))
+                if target is not None and target not in step_ids:
+                    issues.append(
+                        (
+                            f"{where}.transitions.{name}",
+                            f"{target!r} is not a step of this flow (steps: {listing})",
+                        )
+                    )
+
+    for key, step in steps.items():
+        where = f"steps.{key}"
+        if step.output_key is not None:
+            try:
+                split_path(step.output_key)
+            except ValueError as exc:
+                issues.append((f"{where}.output_key", str(exc)))
+        if step.type in (CONDITIONAL, SWITCH):
+            issues += routing_config_issues(step.type, step.config, f"{where}.config", step_ids)
+    return issues
+
+
+def _pydantic_issues(exc: ValidationError, prefix: str, model: type[BaseModel]) -> list[Issue]:
+    issues: list[Issue] = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        # A discriminated union puts the tag in the location: input.key.key -> input.key
+        if len(loc) > 1 and loc[0] == "input" and loc[1] in SELECTOR_TYPES:
+            del loc[1]
+        path = ".".join(part for part in [prefix, *loc] if part)
+        issues.append((path, _message(error, model, loc)))
+    return issues
+
+
+def _message(error: Any, model: type[BaseModel], loc: list[str]) -> str:
+    kind = error["type"]
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag")
+        return f"unknown selector type {tag!r}; expected one of {', '.join(SELECTOR_TYPES)}"
+    if kind == "union_tag_not_found":
+        return f"an input selector needs a type: one of {', '.join(SELECTOR_TYPES)}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        suggestion = _did_you_mean(loc[-1] if loc else "", model, loc)
+        return "unknown field" + (f" (did you mean {suggestion!r}?)" if suggestion else "")
+    return str(error["msg"])
+
+
+def _did_you_mean(name: str, model: type[BaseModel], loc: list[str]) -> str | None:
+    owner: type[BaseModel] = model
+    for part in loc[:-1]:  # walk into nested models (e.g. transitions, retry)
+        field = owner.model_fields.get(part)
+        annotation = getattr(field, "annotation", None) if field else None
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not None]
+        nested = next(
+            (a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if nested is None:
+            break
+        owner = nested
+    known = [*owner.model_fields, *(to_camel(f) for f in owner.model_fields)]
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return match[0] if match else None

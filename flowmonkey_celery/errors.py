@@ -1,0 +1,133 @@
+"""One error tree with stable codes.
+
+Every error a user can meet carries a `code` from `ErrorCode`, a message that names the thing
+at fault, and optional JSON-friendly `details`. The errors pickle cleanly because Celery moves
+them between processes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes. Add new ones; never rename (users match on them)."""
+
+    FLOW_NOT_FOUND = "FLOW_NOT_FOUND"
+    INVALID_FLOW = "INVALID_FLOW"
+    STEP_NOT_FOUND = "STEP_NOT_FOUND"
+    HANDLER_NOT_FOUND = "HANDLER_NOT_FOUND"
+    INPUT_ERROR = "INPUT_ERROR"
+    HANDLER_ERROR = "HANDLER_ERROR"
+    HANDLER_TIMEOUT = "HANDLER_TIMEOUT"
+    STEP_FAILED = "STEP_FAILED"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    MAX_STEPS = "MAX_STEPS"
+    EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
+    EXECUTION_NOT_WAITING = "EXECUTION_NOT_WAITING"
+    EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
+    WAIT_TIMEOUT = "WAIT_TIMEOUT"
+    # Added by flowmonkey-celery (not in the original):
+    VERSION_CONFLICT = "VERSION_CONFLICT"
+    EXECUTION_EXISTS = "EXECUTION_EXISTS"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    DUPLICATE_HANDLER = "DUPLICATE_HANDLER"
+
+
+class FlowMonkeyError(Exception):
+    """Base of every error raised by flowmonkey-celery.
+
+    Attributes:
+        code: a stable `ErrorCode` value (a plain string compares equal to it).
+        message: what went wrong, naming the flow, step or execution involved.
+        details: extra JSON-friendly facts (ids, paths, limits).
+    """
+
+    default_code: ErrorCode = ErrorCode.STEP_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        code: ErrorCode | str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = ErrorCode(code) if code is not None else self.default_code
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"[{self.code.value}] {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle by re-calling __init__ with self.args; ours takes keywords too.
+        return (self.__class__._rebuild, (self.message, self.code.value, self.details))
+
+    @classmethod
+    def _rebuild(cls, message: str, code: str, details: dict[str, Any]) -> FlowMonkeyError:
+        error = cls.__new__(cls)
+        FlowMonkeyError.__init__(error, message, code, details)
+        return error
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as a JSON-friendly dict (`code`, `message`, `details`)."""
+        return {"code": self.code.value, "message": self.message, "details": self.details}
+
+
+class ExecutionError(FlowMonkeyError):
+    """An operation on an execution could not be carried out (unknown id, wrong status...)."""
+
+    default_code = ErrorCode.EXECUTION_NOT_FOUND
+
+
+class FlowNotFoundError(ExecutionError):
+    """No flow (or no such version of it) is registered."""
+
+    default_code = ErrorCode.FLOW_NOT_FOUND
+
+
+class HandlerNotFoundError(ExecutionError):
+    """A step's type has no registered handler."""
+
+    default_code = ErrorCode.HANDLER_NOT_FOUND
+
+
+class VersionConflictError(ExecutionError):
+    """A compare-and-set save lost: the execution changed since it was loaded.
+
+    Nothing was written. The caller reloads (or, for a Celery step message, drops the stale
+    message): another worker or API call already moved the execution on.
+    """
+
+    default_code = ErrorCode.VERSION_CONFLICT
+
+
+class FlowValidationError(FlowMonkeyError):
+    """A flow definition is invalid. `.issues` lists every problem as `(path, message)`."""
+
+    default_code = ErrorCode.INVALID_FLOW
+
+    def __init__(
+        self,
+        message: str,
+        issues: list[tuple[str, str]] | None = None,
+        code: ErrorCode | str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.issues: list[tuple[str, str]] = list(issues or [])
+        merged = dict(details or {})
+        merged.setdefault("issues", [{"path": p, "message": m} for p, m in self.issues])
+        super().__init__(message, code, merged)
+
+    def __str__(self) -> str:
+        if not self.issues:
+            return super().__str__()
+        lines = [super().__str__()]
+        lines += [f"  - {path or '<flow>'}: {message}" for path, message in self.issues]
+        return "\n".join(lines)
+
+    @classmethod
+    def _rebuild(cls, message: str, code: str, details: dict[str, Any]) -> FlowMonkeyError:
+        issues = [(i["path"], i["message"]) for i in details.get("issues", [])]
+        return cls(message, issues, code, details)

@@ -1,0 +1,1 @@
+"""Example flows and handlers, used by `flowmonkey demo` and the README."""

@@ -1,0 +1,165 @@
+"""MemoryStore: the in-process twin of the durable stores, for tests and single-process use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from flowmonkey_celery.core.events import HistoryEvent
+from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
+
+IdempotencyScope = tuple[str | None, str, str]
+
+
+class MemoryStore:
+    """Executions and history in dictionaries, behind one lock.
+
+    Implements the `Store` protocol with the same guarantees as the SQL stores: deep copies in
+    and out, compare-and-set saves on `version`, and atomic idempotent create.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._executions: dict[str, Execution] = {}
+        self._events: dict[str, list[HistoryEvent]] = {}
+        self._idempotency: dict[IdempotencyScope, tuple[str, datetime | None]] = {}
+
+    def create_execution(
+        self, execution: Execution, *, now: datetime, events: Sequence[HistoryEvent] = ()
+    ) -> tuple[Execution, bool]:
+        with self._lock:
+            if execution.id in self._executions:
+                raise ExecutionError(
+                    f"execution {execution.id} already exists",
+                    ErrorCode.EXECUTION_EXISTS,
+                    {"execution_id": execution.id},
+                )
+            scope = _scope(execution)
+            if scope is not None:
+                existing = self._idempotency.get(scope)
+                if existing is not None:
+                    existing_id, expires_at = existing
+                    live = expires_at is None or expires_at > now
+                    if live and existing_id in self._executions:
+                        return self._executions[existing_id].model_copy(deep=True), False
+                self._idempotency[scope] = (execution.id, execution.idempotency_expires_at)
+            self._executions[execution.id] = execution.model_copy(deep=True)
+            self._events[execution.id] = [e.model_copy(deep=True) for e in events]
+            return execution.model_copy(deep=True), True
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        with self._lock:
+            found = self._executions.get(execution_id)
+            return found.model_copy(deep=True) if found else None
+
+    def save_execution(
+        self, execution: Execution, *, expected_version: int, events: Sequence[HistoryEvent] = ()
+    ) -> Execution:
+        with self._lock:
+            current = self._executions.get(execution.id)
+            if current is None or current.version != expected_version:
+                found = "missing" if current is None else f"at version {current.version}"
+                raise VersionConflictError(
+                    f"execution {execution.id} is {found}, expected version {expected_version}; "
+                    "it changed since it was loaded",
+                    details={"execution_id": execution.id, "expected_version": expected_version},
+                )
+            stored = execution.model_copy(deep=True, update={"version": expected_version + 1})
+            self._executions[execution.id] = stored
+            self._events.setdefault(execution.id, []).extend(
+                e.model_copy(deep=True) for e in events
+            )
+            return stored.model_copy(deep=True)
+
+    def append_events(self, events: Sequence[HistoryEvent]) -> None:
+        with self._lock:
+            for event in events:
+                self._events.setdefault(event.execution_id, []).append(event.model_copy(deep=True))
+
+    def list_events(self, execution_id: str) -> list[HistoryEvent]:
+        with self._lock:
+            return [e.model_copy(deep=True) for e in self._events.get(execution_id, [])]
+
+    def list_children(self, parent_execution_id: str) -> list[Execution]:
+        with self._lock:
+            children = [
+                e for e in self._executions.values() if e.parent_execution_id == parent_execution_id
+            ]
+            return [
+                c.model_copy(deep=True)
+                for c in sorted(children, key=lambda e: (e.created_at, e.id))
+            ]
+
+    def find_due_wakes(self, now: datetime, limit: int = 100) -> list[Execution]:
+        with self._lock:
+            due = [
+                e
+                for e in self._executions.values()
+                if e.status is ExecutionStatus.WAITING
+                and e.wake_at is not None
+                and e.wake_at <= now
+            ]
+            due.sort(key=lambda e: (e.wake_at or now, e.id))
+            return [e.model_copy(deep=True) for e in due[:limit]]
+
+    def find_timed_out(self, now: datetime, limit: int = 100) -> list[Execution]:
+        with self._lock:
+            expired = [
+                e
+                for e in self._executions.values()
+                if not e.is_terminal
+                and (
+                    (e.deadline_at is not None and e.deadline_at <= now)
+                    or (
+                        e.status is ExecutionStatus.WAITING
+                        and e.wait_deadline_at is not None
+                        and e.wait_deadline_at <= now
+                    )
+                )
+            ]
+            expired.sort(key=lambda e: (e.created_at, e.id))
+            return [e.model_copy(deep=True) for e in expired[:limit]]
+
+    def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | str | None = None,
+        flow_id: str | None = None,
+        tenant_id: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[Execution]:
+        wanted = ExecutionStatus(status) if status is not None else None
+        with self._lock:
+            rows = sorted(self._executions.values(), key=lambda e: (e.created_at, e.id))
+            if after is not None:
+                anchor = self._executions.get(after)
+                if anchor is None:
+                    raise ExecutionError(
+                        f"paging cursor {after!r} names no execution",
+                        ErrorCode.INVALID_ARGUMENT,
+                    )
+                rows = [e for e in rows if (e.created_at, e.id) > (anchor.created_at, anchor.id)]
+            matches = [
+                e
+                for e in rows
+                if (wanted is None or e.status is wanted)
+                and (flow_id is None or e.flow_id == flow_id)
+                and (tenant_id is None or e.tenant_id == tenant_id)
+            ]
+            return [e.model_copy(deep=True) for e in matches[:limit]]
+
+    def clear(self) -> None:
+        """Forget everything (handy between tests)."""
+        with self._lock:
+            self._executions.clear()
+            self._events.clear()
+            self._idempotency.clear()
+
+
+def _scope(execution: Execution) -> IdempotencyScope | None:
+    if execution.idempotency_key is None:
+        return None
+    return (execution.tenant_id, execution.flow_id, execution.idempotency_key)
