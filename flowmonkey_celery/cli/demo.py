@@ -91,7 +91,8 @@ class ProgressPrinter:
                 f"attempt {event.attempt}{error}"
             )
         if event.type is EventType.STEP_RETRY:
-            return f"{step} [yellow]retry {event.attempt}[/] scheduled for {event.data['wake_at'][11:19]}"
+            at = event.data["wake_at"][11:19]
+            return f"{step} [yellow]retry {event.attempt}[/] scheduled for {at}"
         if event.type is EventType.EXECUTION_WAITING:
             wake = event.data.get("wake_at")
             until = f"until {wake[:19].replace('T', ' ')}" if wake else "for a signal (resume)"
@@ -99,7 +100,8 @@ class ProgressPrinter:
         if event.type is EventType.EXECUTION_RESUMED:
             return f"{step} resumed by {event.data.get('trigger')}"
         if event.type is EventType.IDEMPOTENCY_HIT:
-            return f"[magenta]idempotency hit[/] for key {event.data.get('idempotency_key')!r}: no new execution"
+            key = event.data.get("idempotency_key")
+            return f"[magenta]idempotency hit[/] for key {key!r}: no new execution"
         colour = {EventType.EXECUTION_COMPLETED: "green", EventType.EXECUTION_FAILED: "red"}.get(
             event.type, "yellow"
         )
