@@ -33,6 +33,9 @@ class ErrorCode(StrEnum):
     EXECUTION_EXISTS = "EXECUTION_EXISTS"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     DUPLICATE_HANDLER = "DUPLICATE_HANDLER"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    STORE_CONFLICT = "STORE_CONFLICT"
+    SCHEMA_OUTDATED = "SCHEMA_OUTDATED"
 
 
 class FlowMonkeyError(Exception):
@@ -101,6 +104,26 @@ class VersionConflictError(ExecutionError):
     """
 
     default_code = ErrorCode.VERSION_CONFLICT
+
+
+class StoreError(FlowMonkeyError):
+    """The store could not carry out an operation."""
+
+    default_code = ErrorCode.STORE_CONFLICT
+
+
+class StoreUnavailableError(StoreError):
+    """The database could not be reached or dropped the connection. Safe to retry: nothing
+    was committed by the failed operation."""
+
+    default_code = ErrorCode.STORE_UNAVAILABLE
+    retryable = True
+
+
+class SchemaOutdatedError(StoreError):
+    """The database schema is older than this version of flowmonkey-celery expects."""
+
+    default_code = ErrorCode.SCHEMA_OUTDATED
 
 
 class FlowValidationError(FlowMonkeyError):

@@ -56,16 +56,17 @@ class TestHarness:
         self, flow_id: str, context: dict[str, Any] | None = None, **create_options: Any
     ) -> HarnessRun:
         """Create and run an execution to its end or first untimed wait (timed waits skipped)."""
+        first = len(self.events)
         created = self.engine.create(flow_id, context or {}, **create_options)
-        return self._run(created.execution.id)
+        return self._run(created.execution.id, first)
 
     def resume(self, execution_id: str, data: Any = None) -> HarnessRun:
         """Resume a waiting execution and run it on."""
-        self.engine.resume(execution_id, data)
-        return self._run(execution_id)
-
-    def _run(self, execution_id: str) -> HarnessRun:
         first = len(self.events)
+        self.engine.resume(execution_id, data)
+        return self._run(execution_id, first)
+
+    def _run(self, execution_id: str, first: int) -> HarnessRun:
         execution = self.engine.run(execution_id, simulate_time=True)
         return HarnessRun(execution=execution, events=self.events[first:])
 

@@ -48,7 +48,10 @@ def _contains(actual: Any, expected: Any) -> bool:
     if isinstance(actual, list | tuple):
         return any(_equal(item, expected) for item in actual)
     if isinstance(actual, dict):
-        return expected in actual
+        try:
+            return expected in actual
+        except TypeError:  # an unhashable value cannot be a key: no match, no crash
+            return False
     return False
 
 

@@ -37,6 +37,7 @@ class ExecutionDraft:
         self.execution = execution.model_copy(deep=True)
         self.now = now
         self.events: list[HistoryEvent] = []
+        self.children_cancelled: list[str] = []  # filled in after a cancellation commits
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -123,7 +124,16 @@ class ExecutionDraft:
     def succeed(self, flow: Flow, step: Step, output: Any, target: str | None) -> None:
         self.execution.retry_attempts = 0
         if step.output_key and output is not None:
-            set_path(self.execution.context, step.output_key, output)
+            try:
+                set_path(self.execution.context, step.output_key, output)
+            except ValueError as exc:  # the path runs through a value that is not an object
+                error = StepError(
+                    ErrorCode.STEP_FAILED.value,
+                    f"cannot store the output of step {step.id!r}: {exc}",
+                    {"output_key": step.output_key},
+                )
+                self.route_failure(flow, step, error, step.transitions.on_failure)
+                return
         self.go_to(flow, step.id, target)
 
     def schedule_retry(self, step: Step, error: StepError, delay: timedelta) -> None:

@@ -51,6 +51,8 @@ from flowmonkey_celery.errors import (
 log = logging.getLogger("flowmonkey_celery.engine")
 
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+# A sweeper that claimed a wake and died leaves it due again after this long.
+WAKE_CLAIM_TTL = timedelta(seconds=60)
 # User commands (resume, cancel) reload and retry when they race a worker's save.
 _COMMAND_ATTEMPTS = 10
 
@@ -247,7 +249,9 @@ class Engine:
         if execution.is_terminal:
             return self._outcome(execution)
         now = self.clock.now()
-        if simulate_time and execution.status is ExecutionStatus.WAITING:
+        if simulate_time and execution.wake_at is not None:
+            # Only a timed wait is fast-forwarded; a deadline counts only if it falls before
+            # the wake. A signal wait stays a wait: nobody has resumed it.
             due = execution.next_due_at()
             if due is not None and due > now:
                 now = self.clock.set(due) if isinstance(self.clock, ManualClock) else due
@@ -455,7 +459,14 @@ class Engine:
                     draft.execution.error.code,
                     {"execution_id": execution_id},
                 )
-            draft.resume(flow, step, json_data)
+            try:
+                draft.resume(flow, step, json_data)
+            except ValueError as exc:  # output_key runs through a value that is not an object
+                raise ExecutionError(
+                    f"cannot store resume data of step {step.id!r}: {exc}",
+                    ErrorCode.INVALID_ARGUMENT,
+                    {"execution_id": execution_id, "output_key": step.output_key},
+                ) from None
             try:
                 self._commit(draft)
             except VersionConflictError:
@@ -490,7 +501,7 @@ class Engine:
             return CancelResult(
                 cancelled=True,
                 previous_status=execution.status,
-                children_cancelled=self._cancel_children(execution_id),
+                children_cancelled=draft.children_cancelled,
             )
         raise VersionConflictError(f"execution {execution_id} kept changing; cancel not applied")
 
@@ -522,7 +533,6 @@ class Engine:
             except VersionConflictError:
                 continue  # another sweeper or a worker got there first
             cancelled.append(execution.id)
-            self._cancel_children(execution.id)
         return cancelled
 
     def wake_due(self, now: datetime | None = None, limit: int = 100) -> list[str]:
@@ -531,21 +541,21 @@ class Engine:
         stepped. Concurrent callers never claim the same execution twice."""
         now = now or self.clock.now()
         claimed: list[str] = []
-        for execution in self.store.find_due_wakes(now, limit):
-            if execution.status is not ExecutionStatus.WAITING or execution.wake_at is None:
-                continue
+        candidates = self.store.claim_due_wakes(now, limit, now + WAKE_CLAIM_TTL)
+        for execution in candidates:
             draft = ExecutionDraft(execution, now)
-            if self._expire_deadlines(draft):
-                continue  # cancel_timed_out owns it
+            timed_out = self._expire_deadlines(draft)
             try:
-                draft.wake(self._flow_of(execution))
+                if not timed_out:
+                    draft.wake(self._flow_of(execution))
                 self._commit(draft)
             except VersionConflictError:
                 continue
             except ExecutionError:
                 log.exception("cannot wake execution %s", execution.id)
                 continue
-            claimed.append(execution.id)
+            if not timed_out:
+                claimed.append(execution.id)
         return claimed
 
     # -- internals -----------------------------------------------------------------------------
@@ -565,6 +575,9 @@ class Engine:
             events=events if self.record_history else [],
         )
         self._bus.emit(events)
+        if saved.status is ExecutionStatus.CANCELLED:
+            # Every way to cancel (user, timeout at any check) takes the children along.
+            draft.children_cancelled = self._cancel_children(saved.id)
         return self._outcome(saved, step_id=step_id, kind=kind)
 
     @staticmethod

@@ -95,6 +95,9 @@ class Cancellation(StateModel):
 class TimeoutConfig(StateModel):
     """Deadlines: the whole execution, and each wait (from the moment it starts waiting)."""
 
+    # A misspelt key must not silently mean "no timeout".
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
     execution_timeout_ms: int | None = Field(default=None, gt=0)
     wait_timeout_ms: int | None = Field(default=None, gt=0)
 
@@ -131,6 +134,9 @@ class Execution(StateModel):
     deadline_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Set by the distributed runtime while a step is in flight: a running execution whose
+    # lease has expired is presumed stalled (a worker died, a message was lost) and re-sent.
+    lease_expires_at: datetime | None = None
 
     @field_validator("status", mode="before")
     @classmethod

@@ -81,7 +81,15 @@ InputSelector = Annotated[
     KeySelector | KeysSelector | PathSelector | TemplateSelector | FullSelector | StaticSelector,
     Field(discriminator="type"),
 ]
-SELECTOR_TYPES = ("key", "keys", "path", "template", "full", "static")
+SELECTOR_MODELS: dict[str, type[FlowModel]] = {
+    "key": KeySelector,
+    "keys": KeysSelector,
+    "path": PathSelector,
+    "template": TemplateSelector,
+    "full": FullSelector,
+    "static": StaticSelector,
+}
+SELECTOR_TYPES = tuple(SELECTOR_MODELS)
 
 
 # --- step parts ------------------------------------------------------------------------------

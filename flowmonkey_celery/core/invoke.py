@@ -15,6 +15,11 @@ from flowmonkey_celery.core.results import Result, StepResult
 from flowmonkey_celery.errors import ErrorCode
 
 
+class _DeadlinePassed(Exception):
+    """The step's timeout_ms cancelled an async handler (distinct from a TimeoutError the
+    handler itself raises, e.g. a socket timeout, which is an ordinary HANDLER_ERROR)."""
+
+
 @dataclass(frozen=True)
 class Invocation:
     """A handler call's result and how long it took (wall time, for the audit log)."""
@@ -50,7 +55,7 @@ def _call(handler: StepHandler, params: HandlerParams, timeout_ms: int | None) -
         returned: Any = handler.execute(params)
         if inspect.isawaitable(returned):
             returned = _run_awaitable(returned, timeout_ms)
-    except TimeoutError:
+    except _DeadlinePassed:
         return Result.failure(
             ErrorCode.HANDLER_TIMEOUT.value,
             f"handler {handler.type!r} of step {params.step.id!r} was cancelled after "
@@ -79,7 +84,13 @@ def _run_awaitable(awaitable: Awaitable[Any], timeout_ms: int | None) -> Any:
     async def bounded() -> Any:
         if timeout_ms is None:
             return await awaitable
-        return await asyncio.wait_for(awaitable, timeout_ms / 1000.0)
+        task = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000.0)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise _DeadlinePassed
+        return task.result()
 
     try:
         asyncio.get_running_loop()

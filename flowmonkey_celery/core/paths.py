@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 
@@ -75,5 +76,8 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     current[parts[-1]] = value
 
 
+_INDEX = re.compile(r"-?[0-9]+")
+
+
 def _is_index(part: str) -> bool:
-    return part.lstrip("-").isdigit()
+    return _INDEX.fullmatch(part) is not None

@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from flowmonkey_celery.core.events import HistoryEvent
@@ -66,7 +67,7 @@ class Store(Protocol):
         ...
 
     def list_events(self, execution_id: str) -> list[HistoryEvent]:
-        """An execution's events, oldest first (insertion order breaks ties)."""
+        """An execution's events in the order they were recorded (oldest first)."""
         ...
 
     def list_children(self, parent_execution_id: str) -> list[Execution]:
@@ -83,6 +84,24 @@ class Store(Protocol):
         `wait_deadline_at <= now`. Read only, like `find_due_wakes`."""
         ...
 
+    def claim_due_wakes(self, now: datetime, limit: int, claim_until: datetime) -> list[Execution]:
+        """Like `find_due_wakes`, but each execution is handed to one caller only: its
+        `wake_at` moves to `claim_until` (version unchanged), so concurrent sweepers pass it
+        over (PostgreSQL: FOR UPDATE SKIP LOCKED). Returned as it was before the claim. If the
+        claimer dies, the execution is due again at `claim_until`."""
+        ...
+
+    def claim_stalled(self, now: datetime, limit: int, lease_until: datetime) -> list[Execution]:
+        """Pending or running executions whose `lease_expires_at <= now`, each handed to one
+        caller only (the lease moves to `lease_until`, version unchanged); returned as they
+        were before the claim."""
+        ...
+
+    def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
+        """Delete terminal executions with `finished_at < cutoff`, and their history, in
+        batches of `batch_size` (each batch atomic). Returns how many were deleted."""
+        ...
+
     def list_executions(
         self,
         *,
@@ -97,3 +116,58 @@ class Store(Protocol):
         `after` is the id of the last execution of the previous page (keyset paging).
         """
         ...
+
+
+# -- coordination (Redis in production; never the source of truth) -----------------------------
+
+
+@runtime_checkable
+class Lock(Protocol):
+    """A held lock. Only its holder (matching token) can release or extend it."""
+
+    key: str
+    token: str
+
+    def release(self) -> bool:
+        """Release if still held by this holder; False if it expired or was taken over."""
+        ...
+
+    def extend(self, ttl: timedelta | float) -> bool:
+        """Reset the time to live to `ttl` (seconds or timedelta) if still held; else False."""
+        ...
+
+    def __enter__(self) -> Lock: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+@runtime_checkable
+class LockManager(Protocol):
+    """Short-lived mutual exclusion across processes. An optimisation only: correctness always
+    rests on the store's compare-and-set, so a lost lock costs work, never data."""
+
+    def acquire(self, key: str, ttl: timedelta | float) -> Lock | None:
+        """Take `key` for `ttl` (seconds or timedelta) if free; None if someone holds it."""
+        ...
+
+
+@dataclass(frozen=True)
+class WakeSignal:
+    """ "Execution X may be ready (at `wake_at`)": a hint to look at the store sooner."""
+
+    execution_id: str
+    wake_at: datetime | None = None
+
+
+@runtime_checkable
+class WakeSignaler(Protocol):
+    """Broadcasts wake hints between processes. Signals may be lost; the database sweep is
+    the guarantee, signals only cut latency."""
+
+    def signal(self, execution_id: str, wake_at: datetime | None = None) -> None: ...
+
+    def subscribe(self, callback: Callable[[WakeSignal], None]) -> Callable[[], None]:
+        """Call `callback` for every signal from now on; returns the unsubscribe function."""
+        ...
+
+    def close(self) -> None: ...

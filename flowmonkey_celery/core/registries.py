@@ -91,7 +91,11 @@ class HandlerRegistry:
 
 
 def _as_handler(candidate: Any) -> StepHandler:
-    if isinstance(candidate, StepHandler) and isinstance(getattr(candidate, "type", None), str):
+    if (
+        isinstance(candidate, StepHandler)
+        and isinstance(getattr(candidate, "type", None), str)
+        and callable(getattr(candidate, "execute", None))
+    ):
         return candidate
     handler_type = getattr(candidate, "type", None)
     if callable(candidate) and isinstance(handler_type, str):
@@ -128,7 +132,9 @@ class FlowRegistry:
         with self._lock:
             versions = self._flows.setdefault(checked.id, {})
             existing = versions.get(checked.version)
-            if existing is not None and existing != checked:
+            # Compare what was written, not pydantic equality: `onResume: null` and an absent
+            # onResume compare equal as models but route differently.
+            if existing is not None and existing.to_dict() != checked.to_dict():
                 raise FlowValidationError(
                     f"flow {checked.id!r} version {checked.version} is already registered with "
                     "a different definition; give the changed flow a new version",

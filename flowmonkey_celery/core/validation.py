@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
-from flowmonkey_celery.core.flow import SELECTOR_TYPES, Flow, Step
+from flowmonkey_celery.core.flow import SELECTOR_MODELS, SELECTOR_TYPES, Flow, Step
 from flowmonkey_celery.core.paths import split_path
 from flowmonkey_celery.core.routing import CONDITIONAL, SWITCH, routing_config_issues
 from flowmonkey_celery.core.versions import parse_version
@@ -53,7 +53,7 @@ def build_flow(data: Any) -> Flow:
     except ValidationError as exc:
         issues += _pydantic_issues(exc, "", Flow)
 
-    issues += _graph_issues(data, step_data, steps)
+    issues += _graph_issues(data, step_data)
     if flow is not None and parse_version(flow.version) is None:
         issues.append(("version", f"{flow.version!r} is not a version like 1.0.0"))
 
@@ -94,9 +94,7 @@ def _normalise_steps(raw_steps: Any) -> tuple[dict[str, Any], list[Issue]]:
     return normalised, issues
 
 
-def _graph_issues(
-    data: Mapping[str, Any], step_data: Mapping[str, Any], steps: Mapping[str, Step]
-) -> list[Issue]:
+def _graph_issues(data: Mapping[str, Any], step_data: Mapping[str, Any]) -> list[Issue]:
     issues: list[Issue] = []
     step_ids = set(step_data)
     listing = ", ".join(sorted(step_ids)) or "none"
@@ -108,8 +106,7 @@ def _graph_issues(
 
     for key, raw in step_data.items():
         if not isinstance(raw, Mapping):
-            issues.append((f"steps.{key}", f"a step must be an object, not {type(raw).__name__}"))
-            continue
+            continue  # pydantic already reported it
         where = f"steps.{key}"
         if raw.get("id") != key:
             issues.append(
@@ -127,15 +124,15 @@ def _graph_issues(
                         )
                     )
 
-    for key, step in steps.items():
-        where = f"steps.{key}"
-        if step.output_key is not None:
+        output_key = raw.get("output_key", raw.get("outputKey"))
+        if isinstance(output_key, str):
             try:
-                split_path(step.output_key)
+                split_path(output_key)
             except ValueError as exc:
                 issues.append((f"{where}.output_key", str(exc)))
-        if step.type in (CONDITIONAL, SWITCH):
-            issues += routing_config_issues(step.type, step.config, f"{where}.config", step_ids)
+        step_type, config = raw.get("type"), raw.get("config", {})
+        if step_type in (CONDITIONAL, SWITCH) and isinstance(config, Mapping):
+            issues += routing_config_issues(step_type, config, f"{where}.config", step_ids)
     return issues
 
 
@@ -144,10 +141,14 @@ def _pydantic_issues(exc: ValidationError, prefix: str, model: type[BaseModel]) 
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         # A discriminated union puts the tag in the location: input.key.key -> input.key
+        owner = model
         if len(loc) > 1 and loc[0] == "input" and loc[1] in SELECTOR_TYPES:
-            del loc[1]
-        path = ".".join(part for part in [prefix, *loc] if part)
-        issues.append((path, _message(error, model, loc)))
+            owner = SELECTOR_MODELS[loc[1]]
+            loc = loc[2:]  # suggestions come from the selector the user chose
+            path = ".".join(part for part in [prefix, "input", *loc] if part)
+        else:
+            path = ".".join(part for part in [prefix, *loc] if part)
+        issues.append((path, _message(error, owner, loc)))
     return issues
 
 
@@ -160,6 +161,11 @@ def _message(error: Any, model: type[BaseModel], loc: list[str]) -> str:
         return f"an input selector needs a type: one of {', '.join(SELECTOR_TYPES)}"
     if kind == "missing":
         return "required field is missing"
+    if kind == "string_type" and loc == ["version"]:
+        return (
+            f'must be a string like "1.0.0", not {error.get("input")!r}; quote it in YAML '
+            '(version: "1.10"), or 1.10 is read as the number 1.1'
+        )
     if kind == "extra_forbidden":
         suggestion = _did_you_mean(loc[-1] if loc else "", model, loc)
         return "unknown field" + (f" (did you mean {suggestion!r}?)" if suggestion else "")

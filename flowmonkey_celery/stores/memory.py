@@ -122,6 +122,43 @@ class MemoryStore:
             expired.sort(key=lambda e: (e.created_at, e.id))
             return [e.model_copy(deep=True) for e in expired[:limit]]
 
+    def claim_due_wakes(self, now: datetime, limit: int, claim_until: datetime) -> list[Execution]:
+        with self._lock:
+            claimed = self.find_due_wakes(now, limit)
+            for execution in claimed:
+                self._executions[execution.id].wake_at = claim_until
+            return claimed
+
+    def claim_stalled(self, now: datetime, limit: int, lease_until: datetime) -> list[Execution]:
+        with self._lock:
+            stalled = [
+                e
+                for e in self._executions.values()
+                if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+                and e.lease_expires_at is not None
+                and e.lease_expires_at <= now
+            ]
+            stalled.sort(key=lambda e: (e.lease_expires_at or now, e.id))
+            claimed = [e.model_copy(deep=True) for e in stalled[:limit]]
+            for execution in claimed:
+                self._executions[execution.id].lease_expires_at = lease_until
+            return claimed
+
+    def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
+        with self._lock:
+            doomed = {
+                e.id
+                for e in self._executions.values()
+                if e.is_terminal and e.finished_at is not None and e.finished_at < cutoff
+            }
+            for execution_id in doomed:
+                del self._executions[execution_id]
+                self._events.pop(execution_id, None)
+            self._idempotency = {
+                scope: held for scope, held in self._idempotency.items() if held[0] not in doomed
+            }
+            return len(doomed)
+
     def list_executions(
         self,
         *,
