@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from flowmonkey_celery.cli.db import db
 from flowmonkey_celery.cli.demo import demo
 from flowmonkey_celery.cli.flows import validate
 
@@ -14,5 +15,6 @@ def main() -> None:
     """FlowMonkey for Python on Celery: durable, declarative workflows."""
 
 
+main.add_command(db)
 main.add_command(demo)
 main.add_command(validate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,13 +10,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from flowmonkey_celery.cli.output import console as make_console
 from flowmonkey_celery.core.clock import ManualClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.events import EventType, HistoryEvent
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.examples.orders import HANDLERS, order_flow
-from flowmonkey_celery.stores.memory import MemoryStore
+from flowmonkey_celery.runtime import build_store
+from flowmonkey_celery.settings import Settings
+from flowmonkey_celery.stores.sql import SqlStore
 
 ORDERS: list[tuple[str, dict[str, Any]]] = [
     (
@@ -110,19 +114,23 @@ class ProgressPrinter:
 
 @click.command()
 def demo() -> None:
-    """Run the example order flows in-process and show every step as it commits."""
-    console = Console(highlight=False, soft_wrap=True)
-    clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    """Run the example order flows and show every step as it commits."""
+    console = make_console()
+    settings = Settings.from_env()
+    store = build_store(settings)
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
     handlers = HandlerRegistry(HANDLERS)
     flows = FlowRegistry([order_flow()])
-    engine = Engine(MemoryStore(), handlers, flows, clock=clock)
+    engine = Engine(store, handlers, flows, clock=clock)
     labels: dict[str, str] = {}
     engine.on("*", ProgressPrinter(console, labels))
+    run = uuid.uuid4().hex[:6]  # keeps this run's idempotency keys apart from earlier runs'
 
-    console.rule("[bold]flowmonkey demo: order-fulfilment, in-process, simulated clock")
+    console.rule("[bold]flowmonkey demo: order-fulfilment")
+    where = "embedded default" if settings.embedded else "FLOWMONKEY_DATABASE_URL"
     console.print(
-        "Store: in-memory. Waits (retry backoff, a 20 h pickup delay) are skipped by a simulated "
-        "clock, so nothing sleeps.\n"
+        f"Store: {store.database} ({where}). Waits (a retry backoff, a 20 h pickup delay) are "
+        "durable wake times; a simulated clock skips them, so nothing sleeps.\n"
     )
     finished: list[tuple[str, Execution]] = []
     for description, order in ORDERS:
@@ -130,7 +138,7 @@ def demo() -> None:
         created = engine.create(
             "order-fulfilment",
             {"order": order},
-            idempotency_key=f"order-{order['id']}",
+            idempotency_key=f"order-{order['id']}-{run}",
             idempotency_ttl=timedelta(days=7),
         )
         labels[created.execution.id] = order["id"]
@@ -144,17 +152,33 @@ def demo() -> None:
 
     console.print("[bold]A-1001 again[/]: the webhook fires twice")
     again = engine.create(
-        "order-fulfilment", {"order": ORDERS[0][1]}, idempotency_key="order-A-1001"
+        "order-fulfilment", {"order": ORDERS[0][1]}, idempotency_key=f"order-A-1001-{run}"
     )
     console.print(
         f"  created={again.created}, same execution: {again.execution.id == finished[0][1].id}\n"
     )
 
-    table = Table(title="Executions")
-    for column in ("order", "status", "handler calls", "payment", "email subject"):
+    # A fresh store on the same database: what a restarted process would see.
+    reopened = SqlStore(settings.resolved_database_url())
+    table = Table(title=f"Executions, read back from {reopened.database}")
+    for column in (
+        "order",
+        "status",
+        "handler calls",
+        "history events",
+        "payment",
+        "email subject",
+    ):
         table.add_column(column)
     for order_id, execution in finished:
-        payment = execution.context.get("payment", {}).get("charge_id", "-")
-        subject = execution.context.get("notification", {}).get("subject", "-")
-        table.add_row(order_id, execution.status.value, str(execution.step_count), payment, subject)
+        stored = reopened.get_execution(execution.id)
+        assert stored is not None
+        payment = stored.context.get("payment", {}).get("charge_id", "-")
+        subject = stored.context.get("notification", {}).get("subject", "-")
+        events = len(reopened.list_events(stored.id))
+        table.add_row(
+            order_id, stored.status.value, str(stored.step_count), str(events), payment, subject
+        )
     console.print(table)
+    reopened.dispose()
+    store.dispose()

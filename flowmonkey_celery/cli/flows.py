@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
+from flowmonkey_celery.cli.output import console as make_console
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.flow_files import FLOW_FILE_SUFFIXES
 from flowmonkey_celery.errors import FlowValidationError
@@ -16,7 +16,7 @@ from flowmonkey_celery.errors import FlowValidationError
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def validate(paths: tuple[Path, ...]) -> None:
     """Validate flow files (YAML or JSON) or folders of them; exit 1 if any is invalid."""
-    console = Console()
+    console = make_console()
     files = [
         file
         for path in paths

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner, Result
 
@@ -9,8 +11,15 @@ from flowmonkey_celery.cli import main
 
 
 @pytest.fixture(scope="module")
-def demo_run() -> Result:
-    return CliRunner().invoke(main, ["demo"])
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("flowmonkey-home")
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_home: Path) -> Result:
+    # The embedded default: no database URL, so a SQLite file under FLOWMONKEY_HOME.
+    env = {"FLOWMONKEY_HOME": str(demo_home), "FLOWMONKEY_DATABASE_URL": ""}
+    return CliRunner().invoke(main, ["demo"], env=env)
 
 
 def test_demo_exits_cleanly(demo_run: Result) -> None:
@@ -40,5 +49,20 @@ def test_demo_shows_each_step_retry_and_approval_resume(demo_run: Result) -> Non
 
 def test_demo_shows_the_idempotency_hit(demo_run: Result) -> None:
     output = demo_run.output
-    assert "idempotency hit for key 'order-A-1001'" in output
+    assert "idempotency hit for key 'order-A-1001-" in output
     assert "created=False, same execution: True" in output
+
+
+def test_demo_stores_executions_durably_in_the_embedded_sqlite_file(
+    demo_run: Result, demo_home: Path
+) -> None:
+    from flowmonkey_celery.stores.sql import SqlStore
+
+    database = demo_home / "flowmonkey.db"
+    assert database.exists()
+    store = SqlStore(f"sqlite:///{database}")
+    stored = store.list_executions(flow_id="order-fulfilment")
+    store.dispose()
+    assert sorted(e.context["order"]["id"] for e in stored) == ["A-1001", "A-1002", "A-1003"]
+    assert {e.status.value for e in stored} == {"completed"}
+    assert f"read back from sqlite:///{database}" in demo_run.output

@@ -1,0 +1,57 @@
+"""Configuration from FLOWMONKEY_* environment variables, read only at the entry points."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Settings(BaseModel):
+    """What a process needs to know to build its runtime.
+
+    With no `database_url`, the embedded default applies: a SQLite file under `home`,
+    migrated automatically.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str | None = None
+    broker_url: str | None = None
+    redis_url: str | None = None
+    flows: Path | None = None
+    handlers: tuple[str, ...] = ()
+    home: Path = Path(".flowmonkey")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `FLOWMONKEY_DATABASE_URL, FLOWMONKEY_BROKER_URL, FLOWMONKEY_REDIS_URL,
+        FLOWMONKEY_FLOWS, FLOWMONKEY_HANDLERS` (comma-separated modules) and `FLOWMONKEY_HOME`."""
+        env = os.environ if environ is None else environ
+
+        def value(name: str) -> str | None:
+            found = env.get(f"FLOWMONKEY_{name}", "").strip()
+            return found or None
+
+        handlers = value("HANDLERS")
+        flows = value("FLOWS")
+        return cls(
+            database_url=value("DATABASE_URL"),
+            broker_url=value("BROKER_URL"),
+            redis_url=value("REDIS_URL"),
+            flows=Path(flows) if flows else None,
+            handlers=tuple(m.strip() for m in handlers.split(",") if m.strip()) if handlers else (),
+            home=Path(value("HOME") or ".flowmonkey"),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database URL is set: SQLite under `home`, no servers needed."""
+        return self.database_url is None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'flowmonkey.db').resolve()}"

@@ -1,0 +1,185 @@
+"""The database schema, as SQLAlchemy Core tables. Alembic migrations must match it exactly
+(a test compares them). Table names carry an `fm_` prefix so they can share a database with the
+application's own tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from flowmonkey_celery.stores.sql.types import JsonDocument, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(64)
+
+executions = Table(
+    "fm_executions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("flow_id", String(200), nullable=False),
+    Column("flow_version", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("current_step_id", String(200)),
+    Column("context", JsonDocument, nullable=False),
+    Column("wake_at", UtcDateTime),
+    Column("wait_reason", Text),
+    Column("wait_kind", String(16)),
+    Column("wait_started_at", UtcDateTime),
+    Column("wait_deadline_at", UtcDateTime),
+    Column("deadline_at", UtcDateTime),
+    Column("lease_expires_at", UtcDateTime),
+    Column("error", JsonDocument),
+    Column("step_count", Integer, nullable=False),
+    Column("tenant_id", String(200)),
+    Column("metadata", JsonDocument, nullable=False),
+    Column("parent_execution_id", ID),
+    Column("idempotency_key", String(500)),
+    Column("idempotency_expires_at", UtcDateTime),
+    Column("cancellation", JsonDocument),
+    Column("timeout", JsonDocument),
+    Column("retry_attempts", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("version", Integer, nullable=False),
+    # Each query the runtime makes has an index: the beat's sweeps, children, listings.
+    Index(None, "status", "wake_at"),
+    Index(None, "status", "wait_deadline_at"),
+    Index(None, "deadline_at"),
+    Index(None, "status", "lease_expires_at"),
+    Index(None, "parent_execution_id"),
+    Index(None, "created_at", "id"),
+    Index(None, "status", "created_at", "id"),
+    Index(None, "flow_id", "created_at", "id"),
+    Index(None, "tenant_id", "created_at", "id"),
+    Index(None, "status", "finished_at"),
+)
+
+events = Table(
+    "fm_events",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(64), nullable=False, unique=True),
+    Column(
+        "execution_id",
+        ID,
+        ForeignKey("fm_executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("type", String(40), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("step_id", String(200)),
+    Column("handler_type", String(200)),
+    Column("outcome", String(16)),
+    Column("attempt", Integer),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("duration_ms", Float),
+    Column("error", JsonDocument),
+    Column("data", JsonDocument, nullable=False),
+    Index(None, "execution_id", "seq"),
+)
+
+# One row per live key. NULL tenants are stored as "" because NULLs never collide in a
+# unique constraint, and a key without a tenant must still be unique.
+idempotency_keys = Table(
+    "fm_idempotency_keys",
+    metadata,
+    Column("tenant_key", String(200), primary_key=True),
+    Column("flow_id", String(200), primary_key=True),
+    Column("key", String(500), primary_key=True),
+    Column("execution_id", ID, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "execution_id"),
+)
+
+flow_definitions = Table(
+    "fm_flow_definitions",
+    metadata,
+    Column("flow_id", String(200), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("definition", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+triggers = Table(
+    "fm_triggers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("name", String(200)),
+    Column("flow_id", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("config", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "type", "enabled"),
+)
+
+# The unique (trigger_id, scheduled_for) makes "one fire per cron slot" a database guarantee.
+trigger_fires = Table(
+    "fm_trigger_fires",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("trigger_id", String(200), nullable=False),
+    Column("scheduled_for", UtcDateTime, nullable=False),
+    Column("execution_id", ID),
+    Column("fired_at", UtcDateTime, nullable=False),
+    UniqueConstraint("trigger_id", "scheduled_for"),
+)
+
+resume_tokens = Table(
+    "fm_resume_tokens",
+    metadata,
+    Column("token", String(128), primary_key=True),
+    Column("execution_id", ID, nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("used_at", UtcDateTime),
+    Index(None, "execution_id"),
+)
+
+jobs = Table(
+    "fm_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("execution_id", ID, nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("handler_type", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input", JsonDocument),
+    Column("result", JsonDocument),
+    Column("error", JsonDocument),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("runner_id", String(200)),
+    Column("heartbeat_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "status", "heartbeat_at"),
+    Index(None, "execution_id"),
+)

@@ -1,0 +1,378 @@
+"""SqlStore: executions and history on PostgreSQL (production) or SQLite (embedded default)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+
+from flowmonkey_celery.core.events import HistoryEvent
+from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
+from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
+from flowmonkey_celery.stores.sql import flow_definitions, migrations
+from flowmonkey_celery.stores.sql.connection import WRITE, describe, make_engine
+from flowmonkey_celery.stores.sql.errors import translated_errors
+from flowmonkey_celery.stores.sql.rows import (
+    event_from_row,
+    event_row,
+    execution_from_row,
+    execution_row,
+)
+from flowmonkey_celery.stores.sql.schema import (
+    events,
+    executions,
+    idempotency_keys,
+    jobs,
+    resume_tokens,
+)
+
+# Built once: executing a prepared statement with parameters skips rebuilding and re-keying a
+# 28-value statement on every call (measured: ~0.4 ms per save on PostgreSQL, and on SQLite
+# that time is spent holding the write lock).
+_INSERT_EXECUTION = insert(executions)
+_INSERT_EVENTS = insert(events)
+_SAVE_EXECUTION = update(executions).where(
+    executions.c.id == bindparam("match_id"),
+    executions.c.version == bindparam("match_version"),
+)
+_INSERT_KEY = {
+    "postgresql": postgresql.insert(idempotency_keys).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(idempotency_keys).on_conflict_do_nothing(),
+}
+
+_LIVE = [s.value for s in ExecutionStatus if s not in TERMINAL_STATUSES]
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+_WAITING = ExecutionStatus.WAITING.value
+
+
+class SqlStore:
+    """The `Store` protocol on SQLAlchemy 2 (PostgreSQL via psycopg2, or SQLite).
+
+    Args:
+        url: a database URL (`postgresql+psycopg2://user@host/db`, `sqlite:///flowmonkey.db`)
+            or an existing SQLAlchemy `Engine`.
+        **engine_options: passed to `create_engine` when a URL is given.
+
+    Call `migrate()` once per deploy (or let the embedded default do it) before use.
+    """
+
+    def __init__(self, url: str | URL | Engine, **engine_options: Any) -> None:
+        self.engine: Engine = url if isinstance(url, Engine) else make_engine(url, **engine_options)
+        self.database = describe(self.engine.url)
+        self._dialect = self.engine.dialect.name
+        # In-memory SQLite is one connection shared by every thread: transactions must take
+        # turns in this process (a file database queues them with BEGIN IMMEDIATE instead).
+        shared = self._dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
+        self._turns: AbstractContextManager[Any] = threading.RLock() if shared else nullcontext()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.database!r})"
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply pending Alembic migrations. Idempotent; safe when processes race."""
+        with self._turns, translated_errors(self.database, "migrate schema"):
+            migrations.upgrade(self.engine)
+
+    def check_schema(self) -> None:
+        """Raise SchemaOutdatedError (naming the command to run) unless fully migrated."""
+        with translated_errors(self.database, "check schema"):
+            migrations.check_current(self.engine)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self, operation: str, *, write: bool = True) -> Iterator[Connection]:
+        with (
+            self._turns,
+            translated_errors(self.database, operation),
+            self.engine.connect() as connection,
+        ):
+            if write and self._dialect == "sqlite":
+                connection.execution_options(**WRITE)
+            with connection.begin():
+                yield connection
+
+    # -- executions -----------------------------------------------------------------------------
+
+    def create_execution(
+        self, execution: Execution, *, now: datetime, events: Sequence[HistoryEvent] = ()
+    ) -> tuple[Execution, bool]:
+        with self._transaction("create execution") as conn:
+            if execution.idempotency_key is not None:
+                existing = self._claim_idempotency_key(conn, execution, now)
+                if existing is not None:
+                    return existing, False
+            try:
+                conn.execute(_INSERT_EXECUTION, execution_row(execution))
+            except IntegrityError:  # the primary key: the surrounding transaction rolls back
+                raise ExecutionError(
+                    f"execution {execution.id} already exists",
+                    ErrorCode.EXECUTION_EXISTS,
+                    {"execution_id": execution.id},
+                ) from None
+            self._insert_events(conn, events)
+        return execution.model_copy(), True
+
+    def _claim_idempotency_key(
+        self, conn: Connection, execution: Execution, now: datetime
+    ) -> Execution | None:
+        """Take the key for `execution`, or return the live execution that holds it.
+
+        The primary key on (tenant, flow, key) decides races: a concurrent insert blocks until
+        the first commits, then finds the row and returns its execution.
+        """
+        assert execution.idempotency_key is not None and execution.idempotency_expires_at
+        key = {
+            "tenant_key": execution.tenant_id or "",
+            "flow_id": execution.flow_id,
+            "key": execution.idempotency_key,
+        }
+        values = {
+            **key,
+            "execution_id": execution.id,
+            "expires_at": execution.idempotency_expires_at,
+        }
+        if conn.execute(_INSERT_KEY[self._dialect], values).rowcount == 1:
+            return None
+        matches = [idempotency_keys.c[name] == value for name, value in key.items()]
+        holder = conn.execute(select(idempotency_keys.c.execution_id).where(*matches)).scalar_one()
+        existing = self._get(conn, holder)
+        expired = update(idempotency_keys).where(*matches, idempotency_keys.c.expires_at <= now)
+        if existing is None:  # the holder was purged by retention: the key is free
+            expired = update(idempotency_keys).where(*matches)
+        taken = conn.execute(
+            expired.values(execution_id=execution.id, expires_at=execution.idempotency_expires_at)
+        ).rowcount
+        return None if taken == 1 else existing
+
+    def _insert_ignore(self, table: Any, values: dict[str, Any]) -> Any:
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        return dialect.insert(table).values(values).on_conflict_do_nothing()
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        with self._transaction("load execution", write=False) as conn:
+            return self._get(conn, execution_id)
+
+    @staticmethod
+    def _get(conn: Connection, execution_id: str) -> Execution | None:
+        row = (
+            conn.execute(select(executions).where(executions.c.id == execution_id))
+            .mappings()
+            .first()
+        )
+        return execution_from_row(row) if row else None
+
+    def save_execution(
+        self, execution: Execution, *, expected_version: int, events: Sequence[HistoryEvent] = ()
+    ) -> Execution:
+        stored = execution.model_copy(update={"version": expected_version + 1})
+        row = execution_row(stored)
+        del row["id"]
+        row.update(match_id=execution.id, match_version=expected_version)
+        with self._transaction("save execution") as conn:
+            result = conn.execute(_SAVE_EXECUTION, row)
+            if result.rowcount != 1:
+                current = conn.execute(
+                    select(executions.c.version).where(executions.c.id == execution.id)
+                ).scalar()
+                found = "missing" if current is None else f"at version {current}"
+                raise VersionConflictError(
+                    f"execution {execution.id} is {found}, expected version {expected_version}; "
+                    "it changed since it was loaded",
+                    details={"execution_id": execution.id, "expected_version": expected_version},
+                )
+            self._insert_events(conn, events)
+        return stored
+
+    # -- history --------------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[HistoryEvent]) -> None:
+        with self._transaction("append events") as conn:
+            self._insert_events(conn, events)
+
+    @staticmethod
+    def _insert_events(conn: Connection, batch: Sequence[HistoryEvent]) -> None:
+        if batch:
+            conn.execute(_INSERT_EVENTS, [event_row(e) for e in batch])
+
+    def list_events(self, execution_id: str) -> list[HistoryEvent]:
+        query = select(events).where(events.c.execution_id == execution_id).order_by(events.c.seq)
+        with self._transaction("list events", write=False) as conn:
+            return [event_from_row(row) for row in conn.execute(query).mappings()]
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def list_children(self, parent_execution_id: str) -> list[Execution]:
+        query = (
+            select(executions)
+            .where(executions.c.parent_execution_id == parent_execution_id)
+            .order_by(executions.c.created_at, executions.c.id)
+        )
+        return self._fetch(query, "list children")
+
+    def find_due_wakes(self, now: datetime, limit: int = 100) -> list[Execution]:
+        return self._fetch(self._due_wakes(now, limit), "find due wakes")
+
+    def find_timed_out(self, now: datetime, limit: int = 100) -> list[Execution]:
+        query = (
+            select(executions)
+            .where(
+                executions.c.status.in_(_LIVE),
+                or_(
+                    executions.c.deadline_at <= now,
+                    (executions.c.status == _WAITING) & (executions.c.wait_deadline_at <= now),
+                ),
+            )
+            .order_by(executions.c.created_at, executions.c.id)
+            .limit(limit)
+        )
+        return self._fetch(query, "find timed-out executions")
+
+    def claim_due_wakes(self, now: datetime, limit: int, claim_until: datetime) -> list[Execution]:
+        """Due waiting executions, each returned to one caller only: their `wake_at` moves to
+        `claim_until` so other sweepers pass them over (PostgreSQL: FOR UPDATE SKIP LOCKED).
+        Returned as they were before the claim. A claimer that dies leaves them due again at
+        `claim_until`."""
+        return self._claim(self._due_wakes(now, limit), {"wake_at": claim_until}, "claim due wakes")
+
+    def claim_stalled(self, now: datetime, limit: int, lease_until: datetime) -> list[Execution]:
+        """Pending or running executions whose lease expired, each returned to one caller only
+        (their lease moves to `lease_until`); returned as they were before the claim."""
+        query = (
+            select(executions)
+            .where(
+                executions.c.status.in_(
+                    [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
+                ),
+                executions.c.lease_expires_at <= now,
+            )
+            .order_by(executions.c.lease_expires_at)
+            .limit(limit)
+        )
+        return self._claim(query, {"lease_expires_at": lease_until}, "claim stalled executions")
+
+    def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | str | None = None,
+        flow_id: str | None = None,
+        tenant_id: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[Execution]:
+        query = select(executions)
+        if status is not None:
+            query = query.where(executions.c.status == ExecutionStatus(status).value)
+        if flow_id is not None:
+            query = query.where(executions.c.flow_id == flow_id)
+        if tenant_id is not None:
+            query = query.where(executions.c.tenant_id == tenant_id)
+        with self._transaction("list executions", write=False) as conn:
+            if after is not None:
+                anchor = conn.execute(
+                    select(executions.c.created_at).where(executions.c.id == after)
+                ).scalar()
+                if anchor is None:
+                    raise ExecutionError(
+                        f"paging cursor {after!r} names no execution", ErrorCode.INVALID_ARGUMENT
+                    )
+                query = query.where(
+                    tuple_(executions.c.created_at, executions.c.id) > tuple_(anchor, after)
+                )
+            query = query.order_by(executions.c.created_at, executions.c.id).limit(limit)
+            return [execution_from_row(row) for row in conn.execute(query).mappings()]
+
+    # -- retention ------------------------------------------------------------------------------
+
+    def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
+        """Delete completed, failed and cancelled executions that finished before `cutoff`,
+        with their events, idempotency keys, resume tokens and jobs, `batch_size` at a time
+        (each batch its own short transaction). Returns how many executions were deleted."""
+        deleted = 0
+        while True:
+            with self._transaction("delete finished executions") as conn:
+                ids = list(
+                    conn.execute(
+                        select(executions.c.id)
+                        .where(
+                            executions.c.status.in_(_TERMINAL), executions.c.finished_at < cutoff
+                        )
+                        .order_by(executions.c.finished_at)
+                        .limit(batch_size)
+                    ).scalars()
+                )
+                if not ids:
+                    return deleted
+                for table in (events, idempotency_keys, resume_tokens, jobs):
+                    conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
+                conn.execute(delete(executions).where(executions.c.id.in_(ids)))
+            deleted += len(ids)
+            if len(ids) < batch_size:
+                return deleted
+
+    # -- flow definitions -----------------------------------------------------------------------
+
+    def save_flow_definition(self, flow: Flow, *, now: datetime) -> bool:
+        """Store a flow version so workers can load it. Returns False if already stored.
+
+        Raises:
+            FlowValidationError: this id and version are stored with a different definition.
+        """
+        with self._transaction("save flow definition") as conn:
+            return flow_definitions.save(conn, flow, now, self._insert_ignore)
+
+    def list_flow_definitions(self) -> list[Flow]:
+        """Every stored flow version, validated again on the way out."""
+        with self._transaction("list flow definitions", write=False) as conn:
+            return flow_definitions.load_all(conn)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _due_wakes(now: datetime, limit: int) -> Select[Any]:
+        return (
+            select(executions)
+            .where(executions.c.status == _WAITING, executions.c.wake_at <= now)
+            .order_by(executions.c.wake_at, executions.c.id)
+            .limit(limit)
+        )
+
+    def _fetch(self, query: Select[Any], operation: str) -> list[Execution]:
+        with self._transaction(operation, write=False) as conn:
+            return [execution_from_row(row) for row in conn.execute(query).mappings()]
+
+    def _claim(self, query: Select[Any], values: dict[str, Any], operation: str) -> list[Execution]:
+        if self._dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self._transaction(operation) as conn:
+            claimed = [execution_from_row(row) for row in conn.execute(query).mappings()]
+            if claimed:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id.in_([e.id for e in claimed]))
+                    .values(values)
+                )
+            return claimed

@@ -1,0 +1,43 @@
+"""Settings come from FLOWMONKEY_* variables, read when asked (never at import time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowmonkey_celery.settings import Settings
+
+
+def test_no_environment_means_the_embedded_default_under_dot_flowmonkey() -> None:
+    settings = Settings.from_env({})
+    assert settings.embedded
+    assert settings.home == Path(".flowmonkey")
+    assert (
+        settings.resolved_database_url()
+        == f"sqlite:///{Path('.flowmonkey').resolve()}/flowmonkey.db"
+    )
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "FLOWMONKEY_DATABASE_URL": "postgresql+psycopg2://app@db/flows",
+            "FLOWMONKEY_BROKER_URL": "redis://broker:6379/0",
+            "FLOWMONKEY_REDIS_URL": "redis://cache:6379/1",
+            "FLOWMONKEY_FLOWS": "/srv/flows",
+            "FLOWMONKEY_HANDLERS": "shop.handlers, shop.billing ,",
+            "FLOWMONKEY_HOME": "/var/lib/flowmonkey",
+        }
+    )
+    assert not settings.embedded
+    assert settings.resolved_database_url() == "postgresql+psycopg2://app@db/flows"
+    assert settings.broker_url == "redis://broker:6379/0"
+    assert settings.redis_url == "redis://cache:6379/1"
+    assert settings.flows == Path("/srv/flows")
+    assert settings.handlers == ("shop.handlers", "shop.billing")
+    assert settings.home == Path("/var/lib/flowmonkey")
+
+
+def test_blank_variables_count_as_unset() -> None:
+    settings = Settings.from_env({"FLOWMONKEY_DATABASE_URL": "  ", "FLOWMONKEY_HANDLERS": ""})
+    assert settings.embedded
+    assert settings.handlers == ()
