@@ -1,9 +1,23 @@
-"""Composition: settings -> concrete store (and, later, broker and coordination)."""
+"""Composition: settings -> concrete store, handlers, flows and engine."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flowmonkey_celery.core.clock import Clock, OffsetClock, SystemClock
+from flowmonkey_celery.core.engine import Engine
+from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
+from flowmonkey_celery.core.validation import build_flow
+from flowmonkey_celery.loading import flows_in_folder, handlers_in_modules
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
+
+log = logging.getLogger("flowmonkey_celery.runtime")
 
 
 def build_store(settings: Settings) -> SqlStore:
@@ -25,3 +39,98 @@ def build_store(settings: Settings) -> SqlStore:
     store = SqlStore(settings.resolved_database_url())
     store.check_schema()
     return store
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a distributed runtime schedules steps.
+
+    Attributes:
+        queue: the default queue for step messages (flows and steps may name their own).
+        tick_seconds: period of the beat's tick (wakes, timeouts, stalled executions, cron).
+        lease: a pending or running execution with no committed progress for this long is
+            presumed stalled and re-sent; it must exceed your slowest step.
+        inline_steps / inline_ms: how far a worker may carry one execution itself, step after
+            committed step, before handing it back to the broker (0 turns inline continuation
+            off); bounded so one long flow cannot starve others.
+        short_wait: waits this short also get a countdown message, so they resume without
+            waiting for a tick; longer waits rely on the database sweep alone (brokers such as
+            Redis redeliver long ETAs after their visibility timeout).
+    """
+
+    queue: str = "flowmonkey"
+    tick_seconds: float = 1.0
+    lease: timedelta = timedelta(minutes=5)
+    inline_steps: int = 50
+    inline_ms: int = 2000
+    short_wait: timedelta = timedelta(seconds=30)
+    sweep_batch: int = 500
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuntimeOptions:
+        return cls(
+            queue=settings.queue,
+            tick_seconds=settings.tick_seconds,
+            lease=timedelta(seconds=settings.lease_seconds),
+            inline_steps=settings.inline_steps,
+            inline_ms=settings.inline_ms,
+        )
+
+
+class Runtime:
+    """A store, handlers, flows and an engine wired together for one process."""
+
+    def __init__(
+        self,
+        store: SqlStore | Any,
+        handlers: HandlerRegistry,
+        flows: FlowRegistry,
+        *,
+        options: RuntimeOptions | None = None,
+        clock: Clock | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.flows = flows
+        self.options = options or RuntimeOptions()
+        self.clock = clock or SystemClock()
+        self.settings = settings
+        self.engine = Engine(store, handlers, flows, clock=self.clock, lease=self.options.lease)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        handlers: Iterable[Any] = (),
+        flows: Iterable[Flow | dict[str, Any]] = (),
+        options: RuntimeOptions | None = None,
+        clock: Clock | None = None,
+    ) -> Runtime:
+        """Build the store (see `build_store`), register the handlers found in
+        `FLOWMONKEY_HANDLERS` modules plus `handlers`, and the flows of `FLOWMONKEY_FLOWS` plus
+        `flows`. Flow versions are saved to the database, and versions stored there by earlier
+        deploys are registered too, so executions pinned to them keep running."""
+        store = build_store(settings)
+        handler_registry = HandlerRegistry([*handlers, *handlers_in_modules(settings.handlers)])
+        flow_registry = FlowRegistry()
+        local = [build_flow(f) for f in [*flows, *flows_in_folder(settings.flows)]]
+        now = datetime.now(UTC)
+        for flow in local:
+            store.save_flow_definition(flow, now=now)
+        for flow in store.list_flow_definitions():
+            flow_registry.register(flow)
+        return cls(
+            store,
+            handler_registry,
+            flow_registry,
+            options=options or RuntimeOptions.from_settings(settings),
+            clock=clock
+            or (
+                OffsetClock(settings.clock_offset_seconds)
+                if settings.clock_offset_seconds
+                else None
+            ),
+            settings=settings,
+        )

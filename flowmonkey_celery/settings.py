@@ -24,11 +24,24 @@ class Settings(BaseModel):
     flows: Path | None = None
     handlers: tuple[str, ...] = ()
     home: Path = Path(".flowmonkey")
+    queue: str = "flowmonkey"
+    tick_seconds: float = 1.0
+    lease_seconds: float = 300.0
+    inline_steps: int = 50
+    inline_ms: int = 2000
+    # Shifts this process's clock (tests and drills only: "run the beat an hour later").
+    clock_offset_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read `FLOWMONKEY_DATABASE_URL, FLOWMONKEY_BROKER_URL, FLOWMONKEY_REDIS_URL,
-        FLOWMONKEY_FLOWS, FLOWMONKEY_HANDLERS` (comma-separated modules) and `FLOWMONKEY_HOME`."""
+        FLOWMONKEY_FLOWS, FLOWMONKEY_HANDLERS` (comma-separated modules), `FLOWMONKEY_HOME`, and
+        the tuning knobs `FLOWMONKEY_QUEUE, FLOWMONKEY_TICK_SECONDS, FLOWMONKEY_LEASE_SECONDS,
+        FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS`.
+
+        Raises:
+            pydantic.ValidationError: a tuning value is not a number.
+        """
         env = os.environ if environ is None else environ
 
         def value(name: str) -> str | None:
@@ -37,6 +50,17 @@ class Settings(BaseModel):
 
         handlers = value("HANDLERS")
         flows = value("FLOWS")
+        tuning = {
+            field: value(field.upper())
+            for field in (
+                "queue",
+                "tick_seconds",
+                "lease_seconds",
+                "inline_steps",
+                "inline_ms",
+                "clock_offset_seconds",
+            )
+        }
         return cls(
             database_url=value("DATABASE_URL"),
             broker_url=value("BROKER_URL"),
@@ -44,6 +68,7 @@ class Settings(BaseModel):
             flows=Path(flows) if flows else None,
             handlers=tuple(m.strip() for m in handlers.split(",") if m.strip()) if handlers else (),
             home=Path(value("HOME") or ".flowmonkey"),
+            **{field: found for field, found in tuning.items() if found is not None},
         )
 
     @property

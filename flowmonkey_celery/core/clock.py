@@ -77,3 +77,15 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock({self._now.isoformat()})"
+
+
+class OffsetClock:
+    """Another clock shifted by a fixed offset: lets a drill or an end-to-end test run worker
+    and beat processes "an hour later" without waiting an hour."""
+
+    def __init__(self, offset: timedelta | float | int, base: Clock | None = None) -> None:
+        self.offset = as_timedelta(offset, "offset")
+        self.base = base or SystemClock()
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset

@@ -225,6 +225,13 @@ class ExecutionDraft:
         )
         self.go_to(flow, step.id, step.transitions.resume_target())
 
+    def leave_wait(self, trigger: str) -> None:
+        """End the wait without moving on (the caller decides what comes next)."""
+        step_id = self.execution.current_step_id
+        self._clear_wait()
+        self.execution.status = ExecutionStatus.RUNNING
+        self.record(EventType.EXECUTION_RESUMED, step_id=step_id, data={"trigger": trigger})
+
     def _clear_wait(self) -> None:
         self.execution.wake_at = None
         self.execution.wait_reason = None

@@ -80,9 +80,19 @@ class Engine:
         record_history: bool = True,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        lease: timedelta | None = None,
+        timeout_exceptions: tuple[type[BaseException], ...] = (),
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
+        if lease is not None and lease <= timedelta(0):
+            raise ValueError("lease must be positive")
+        # A distributed runtime sets a lease: a pending or running execution whose lease
+        # expires without progress is presumed stalled (lost message, dead worker) and re-sent.
+        self.lease = lease
+        # Exceptions a runtime raises inside a handler to enforce timeout_ms (e.g. Celery's
+        # SoftTimeLimitExceeded): recorded as HANDLER_TIMEOUT rather than HANDLER_ERROR.
+        self.timeout_exceptions = timeout_exceptions
         self.store = store
         self.handlers = handlers
         self.flows = flows
@@ -169,6 +179,7 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
+        execution.lease_expires_at = self._lease_for(execution, now)
         created_event = HistoryEvent(
             execution_id=execution.id,
             type=EventType.EXECUTION_CREATED,
@@ -208,15 +219,19 @@ class Engine:
 
     # -- stepping ------------------------------------------------------------------------------
 
-    def step(self, execution_id: str) -> StepOutcome:
+    def step(self, execution_id: str, *, expected_version: int | None = None) -> StepOutcome:
         """Advance the execution by one handler call (or one due wake / deadline), committed.
+
+        Args:
+            expected_version: if given and the stored version differs, nothing runs and
+                VersionConflictError is raised: a duplicate or stale step message.
 
         Raises:
             ExecutionError: EXECUTION_NOT_FOUND; FLOW_NOT_FOUND if its flow version is no
                 longer registered (the execution is left untouched).
             VersionConflictError: another process saved the execution meanwhile; nothing written.
         """
-        return self._step(execution_id, simulate_time=False)
+        return self._step(execution_id, simulate_time=False, expected_version=expected_version)
 
     def run(self, execution_id: str, *, simulate_time: bool = False) -> Execution:
         """Step until the execution completes, fails, is cancelled, or waits for something not
@@ -244,8 +259,16 @@ class Engine:
                 break  # still waiting on something that is not due (or not timed)
         return self._load(execution_id)
 
-    def _step(self, execution_id: str, *, simulate_time: bool) -> StepOutcome:
+    def _step(
+        self, execution_id: str, *, simulate_time: bool, expected_version: int | None = None
+    ) -> StepOutcome:
         execution = self._load(execution_id)
+        if expected_version is not None and execution.version != expected_version:
+            raise VersionConflictError(
+                f"execution {execution_id} is at version {execution.version}, not "
+                f"{expected_version}: this step was already taken",
+                details={"execution_id": execution_id, "expected_version": expected_version},
+            )
         if execution.is_terminal:
             return self._outcome(execution)
         now = self.clock.now()
@@ -319,7 +342,7 @@ class Engine:
         )
         started_at = self.clock.now()
         draft.record(EventType.STEP_STARTED, at=started_at, step_id=step.id, attempt=attempt)
-        invocation = invoke_handler(handler, params, step.timeout_ms)
+        invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
         result = invocation.result
         output: Any = None
         if result.outcome == "success" and result.output is not None:
@@ -474,6 +497,51 @@ class Engine:
             return self._load(execution_id)
         raise VersionConflictError(f"execution {execution_id} kept changing; resume not applied")
 
+    def fail_waiting(
+        self,
+        execution_id: str,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> Execution:
+        """Report that what a waiting step waits for has failed (e.g. the Celery task a
+        `celery_task` step sent raised). The failure goes through the step's retry policy and
+        `on_failure` exactly like a handler failure.
+
+        Raises:
+            ExecutionError: EXECUTION_NOT_FOUND; EXECUTION_NOT_WAITING if it is not waiting.
+        """
+        error = StepError(code, message, dict(details or {}))
+        for _ in range(_COMMAND_ATTEMPTS):
+            execution = self._load(execution_id)
+            if (
+                execution.status is not ExecutionStatus.WAITING
+                or execution.wait_kind is WaitKind.RETRY
+            ):
+                raise self._not_waiting(execution)
+            flow = self._flow_of(execution)
+            step = flow.steps.get(execution.current_step_id or "")
+            if step is None:
+                raise ExecutionError(
+                    f"execution {execution_id} waits at unknown step {execution.current_step_id!r}",
+                    ErrorCode.STEP_NOT_FOUND,
+                )
+            draft = ExecutionDraft(execution, self.clock.now())
+            if not self._expire_deadlines(draft):
+                draft.leave_wait("failure")
+                if should_retry(step.retry, execution.retry_attempts, code):
+                    assert step.retry is not None
+                    delay = compute_backoff(step.retry, execution.retry_attempts + 1, self.rng)
+                    draft.schedule_retry(step, error, delay)
+                else:
+                    draft.route_failure(flow, step, error, step.transitions.on_failure)
+            try:
+                self._commit(draft)
+            except VersionConflictError:
+                continue
+            return self._load(execution_id)
+        raise VersionConflictError(f"execution {execution_id} kept changing; failure not applied")
+
     def cancel(
         self, execution_id: str, *, source: str = "user", reason: str | None = None
     ) -> CancelResult:
@@ -568,6 +636,7 @@ class Engine:
         kind: StepOutcomeKind | None = None,
     ) -> StepOutcome:
         execution = draft.finalise()
+        execution.lease_expires_at = self._lease_for(execution, draft.now)
         events = draft.events
         saved = self.store.save_execution(
             execution,
@@ -580,12 +649,18 @@ class Engine:
             draft.children_cancelled = self._cancel_children(saved.id)
         return self._outcome(saved, step_id=step_id, kind=kind)
 
+    def _lease_for(self, execution: Execution, now: datetime) -> datetime | None:
+        runnable = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        return now + self.lease if self.lease is not None and runnable else None
+
     @staticmethod
     def _outcome(
         execution: Execution, *, step_id: str | None = None, kind: StepOutcomeKind | None = None
     ) -> StepOutcome:
         return StepOutcome(
             execution_id=execution.id,
+            flow_id=execution.flow_id,
+            flow_version=execution.flow_version,
             done=execution.is_terminal,
             status=execution.status,
             step_id=step_id if step_id is not None else execution.current_step_id,

@@ -169,6 +169,8 @@ class StepOutcome(StateModel):
     """
 
     execution_id: str
+    flow_id: str = ""
+    flow_version: str = ""
     done: bool
     status: ExecutionStatus
     step_id: str | None = None

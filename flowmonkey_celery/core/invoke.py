@@ -29,7 +29,10 @@ class Invocation:
 
 
 def invoke_handler(
-    handler: StepHandler, params: HandlerParams, timeout_ms: int | None
+    handler: StepHandler,
+    params: HandlerParams,
+    timeout_ms: int | None,
+    timeout_exceptions: tuple[type[BaseException], ...] = (),
 ) -> Invocation:
     """Run `handler.execute(params)` and turn every way it can go wrong into a failure result.
 
@@ -38,7 +41,7 @@ def invoke_handler(
     Celery runtime enforces hard limits with task time limits).
     """
     started = time.perf_counter()
-    result = _call(handler, params, timeout_ms)
+    result = _call(handler, params, timeout_ms, timeout_exceptions)
     duration_ms = (time.perf_counter() - started) * 1000.0
     if timeout_ms is not None and duration_ms > timeout_ms and result.outcome != "failure":
         result = Result.failure(
@@ -50,12 +53,18 @@ def invoke_handler(
     return Invocation(result, duration_ms)
 
 
-def _call(handler: StepHandler, params: HandlerParams, timeout_ms: int | None) -> StepResult:
+def _call(
+    handler: StepHandler,
+    params: HandlerParams,
+    timeout_ms: int | None,
+    timeout_exceptions: tuple[type[BaseException], ...],
+) -> StepResult:
+    deadline_errors: tuple[type[BaseException], ...] = (_DeadlinePassed, *timeout_exceptions)
     try:
         returned: Any = handler.execute(params)
         if inspect.isawaitable(returned):
             returned = _run_awaitable(returned, timeout_ms)
-    except _DeadlinePassed:
+    except deadline_errors:
         return Result.failure(
             ErrorCode.HANDLER_TIMEOUT.value,
             f"handler {handler.type!r} of step {params.step.id!r} was cancelled after "

@@ -1,0 +1,278 @@
+"""FlowMonkeyCelery: registers flowmonkey's tasks on a Celery app and drives the engine.
+
+Invariants (DESIGN.md §3): every state change is committed before anything is enqueued; step
+messages carry the version they expect, so duplicates and stale messages are dropped; timers
+live in the database (`wake_at`), broker countdowns are only a latency shortcut for short waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, Task, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
+from flowmonkey_celery.core.flow import Step
+from flowmonkey_celery.errors import (
+    ErrorCode,
+    ExecutionError,
+    StoreUnavailableError,
+    VersionConflictError,
+)
+from flowmonkey_celery.runtime import Runtime
+from flowmonkey_celery.settings import Settings
+
+log = logging.getLogger("flowmonkey_celery.celery")
+
+STEP_TASK = "flowmonkey.step"
+TICK_TASK = "flowmonkey.tick"
+# Extra seconds between a step's soft time limit (raised inside the handler, recorded as
+# HANDLER_TIMEOUT) and the hard limit (the worker process is killed).
+HARD_LIMIT_GRACE_SECONDS = 10.0
+
+
+class FlowMonkeyCelery:
+    """Adds flowmonkey to a Celery app: `flowmonkey.step` and `flowmonkey.tick` tasks, the tick
+    in the beat schedule, and `start / resume / cancel / get` that commit, then enqueue.
+
+    Args:
+        app: your Celery app (or one from `from_env()`).
+        runtime: the store, handlers, flows and engine this process uses.
+    """
+
+    def __init__(self, app: Celery, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.options = runtime.options
+        engine = runtime.engine
+        engine.timeout_exceptions = (*engine.timeout_exceptions, SoftTimeLimitExceeded)
+        # Queues this worker consumes, learnt at worker start: a step routed elsewhere is
+        # never run inline here.
+        self.consumed_queues: set[str] = set()
+
+        # Plain functions, not bound methods: Celery inspects the signature to bind the task.
+        def step(task: Task, execution_id: str, version: int) -> str:
+            return self._step_task(task, execution_id, version)
+
+        def tick() -> dict[str, int]:
+            return self.tick()
+
+        self.step_task: Task = app.task(
+            name=STEP_TASK,
+            bind=True,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+            autoretry_for=(StoreUnavailableError,),
+            retry_backoff=True,
+            retry_backoff_max=60,
+            max_retries=None,
+            queue=self.options.queue,
+        )(step)
+        self.tick_task: Task = app.task(
+            name=TICK_TASK,
+            acks_late=True,
+            ignore_result=True,
+            queue=self.options.queue,
+        )(tick)
+        schedule = dict(app.conf.beat_schedule or {})
+        schedule["flowmonkey-tick"] = {
+            "task": TICK_TASK,
+            "schedule": timedelta(seconds=self.options.tick_seconds),
+            # A tick nobody ran in time is worthless: the next one does the same work.
+            "options": {"queue": self.options.queue, "expires": self.options.tick_seconds * 10},
+        }
+        app.conf.beat_schedule = schedule
+        signals.celeryd_after_setup.connect(self._remember_queues, weak=False)
+        signals.worker_process_init.connect(self._after_fork, weak=False)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, app_name: str = "flowmonkey"
+    ) -> FlowMonkeyCelery:
+        """Build the Celery app and runtime from FLOWMONKEY_* variables (see Settings).
+
+        With no FLOWMONKEY_BROKER_URL the broker is the embedded one (a SQLite file under
+        FLOWMONKEY_HOME), and with no FLOWMONKEY_DATABASE_URL the store is too: no servers.
+        """
+        settings = Settings.from_env(environ)
+        runtime = Runtime.from_settings(settings)
+        return cls(make_app(settings, app_name), runtime)
+
+    # -- client API: commit first, then enqueue -----------------------------------------------
+
+    def start(
+        self, flow_id: str, context: dict[str, Any] | None = None, **create_options: Any
+    ) -> CreateResult:
+        """Create an execution (committed), then enqueue its first step. An idempotency hit
+        enqueues nothing: the existing execution is already on its way."""
+        result = self.runtime.engine.create(flow_id, context, **create_options)
+        if result.created:
+            self.dispatch(result.execution)
+        return result
+
+    def resume(self, execution_id: str, data: Any = None) -> Execution:
+        """Resume a waiting execution (committed), then enqueue its next step."""
+        execution = self.runtime.engine.resume(execution_id, data)
+        if not execution.is_terminal:
+            self.dispatch(execution)
+        return execution
+
+    def cancel(
+        self, execution_id: str, *, source: str = "user", reason: str | None = None
+    ) -> CancelResult:
+        """Cancel (committed). A step message already in flight finds it cancelled and drops."""
+        return self.runtime.engine.cancel(execution_id, source=source, reason=reason)
+
+    def get(self, execution_id: str) -> Execution | None:
+        return self.runtime.engine.get(execution_id)
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def dispatch(self, execution: Execution, *, countdown: float | None = None) -> None:
+        """Enqueue the step message for an execution's committed version."""
+        step = self._step_of(execution.flow_id, execution.flow_version, execution.current_step_id)
+        self._send(execution.id, execution.version, step, countdown=countdown)
+
+    def _send(
+        self, execution_id: str, version: int, step: Step | None, *, countdown: float | None = None
+    ) -> None:
+        options: dict[str, Any] = {"queue": self._queue_for(step)}
+        if step is not None and step.timeout_ms:
+            soft = step.timeout_ms / 1000.0
+            options.update(soft_time_limit=soft, time_limit=soft + HARD_LIMIT_GRACE_SECONDS)
+        if countdown is not None and countdown > 0:
+            options["countdown"] = countdown
+        self.step_task.apply_async((execution_id, version), **options)
+
+    def _queue_for(self, step: Step | None, flow_queue: str | None = None) -> str:
+        if step is not None and step.queue:
+            return step.queue
+        return flow_queue or self.options.queue
+
+    def _step_of(self, flow_id: str, flow_version: str, step_id: str | None) -> Step | None:
+        flow = self.runtime.flows.find(flow_id, flow_version)
+        if flow is None or step_id is None:
+            return None
+        step = flow.steps.get(step_id)
+        if step is not None and step.queue is None and flow.queue:
+            return step.model_copy(update={"queue": flow.queue})
+        return step
+
+    # -- the step task --------------------------------------------------------------------------
+
+    def _step_task(self, task: Task, execution_id: str, version: int) -> str:
+        delivery = getattr(task.request, "delivery_info", None) or {}
+        current_queue = delivery.get("routing_key") or self.options.queue
+        return self.run_steps(execution_id, version, current_queue)
+
+    def run_steps(self, execution_id: str, version: int, current_queue: str) -> str:
+        """Run the step `version` expects, then, while the next step is ready now, routed to a
+        queue this worker consumes and within the inline bounds, the ones after it. Each step
+        is its own committed transaction, so a crash anywhere leaves a recoverable state."""
+        engine = self.runtime.engine
+        deadline = time.monotonic() + self.options.inline_ms / 1000.0
+        steps_run = 0
+        while True:
+            try:
+                outcome = engine.step(execution_id, expected_version=version)
+            except VersionConflictError:
+                return "stale"  # a duplicate or late message: someone already took this step
+            except ExecutionError as exc:
+                if exc.code is ErrorCode.EXECUTION_NOT_FOUND:
+                    log.warning("step message for unknown execution %s dropped", execution_id)
+                    return "unknown"
+                raise
+            steps_run += 1
+            if outcome.done:
+                return outcome.status.value
+            if outcome.status is ExecutionStatus.WAITING:
+                if outcome.outcome is not None and outcome.wake_at is not None:
+                    self._countdown_if_short(execution_id, outcome.version, outcome.wake_at)
+                return "waiting"
+            step = self._step_of(outcome.flow_id, outcome.flow_version, outcome.next_step_id)
+            if self._may_inline(step, current_queue, steps_run, deadline):
+                version = outcome.version
+                continue
+            self._send(execution_id, outcome.version, step)
+            return "dispatched"
+
+    def _may_inline(
+        self, step: Step | None, current_queue: str, steps_run: int, deadline: float
+    ) -> bool:
+        if step is None or step.timeout_ms:  # time limits are per message: give it its own
+            return False
+        queue = self._queue_for(step)
+        if queue != current_queue and queue not in self.consumed_queues:
+            return False
+        return steps_run < self.options.inline_steps and time.monotonic() < deadline
+
+    def _countdown_if_short(self, execution_id: str, version: int, wake_at: Any) -> None:
+        delay = (wake_at - self.runtime.clock.now()).total_seconds()
+        if delay <= self.options.short_wait.total_seconds():
+            self._send(execution_id, version, None, countdown=max(delay, 0.0))
+
+    # -- the tick -------------------------------------------------------------------------------
+
+    def tick(self) -> dict[str, int]:
+        """One sweep: cancel timed-out executions, wake due ones, re-send stalled ones, fire
+        due cron triggers. Safe to run from several beats at once (claims, compare-and-set and
+        unique constraints decide)."""
+        engine, store = self.runtime.engine, self.runtime.store
+        batch = self.options.sweep_batch
+        now = self.runtime.clock.now()
+        timed_out = engine.cancel_timed_out(now, limit=batch)
+        woken = engine.wake_due(now, limit=batch)
+        for execution_id in woken:
+            execution = store.get_execution(execution_id)
+            if execution is not None and not execution.is_terminal:
+                self.dispatch(execution)
+        stalled = store.claim_stalled(now, batch, now + self.options.lease)
+        for execution in stalled:
+            self.dispatch(execution)
+        return {"timed_out": len(timed_out), "woken": len(woken), "stalled": len(stalled)}
+
+    # -- worker lifecycle -----------------------------------------------------------------------
+
+    def _remember_queues(self, sender: Any = None, instance: Any = None, **_: Any) -> None:
+        try:
+            self.consumed_queues = set(instance.app.amqp.queues.consume_from)
+        except AttributeError:
+            self.consumed_queues = set()
+
+    def _after_fork(self, **_: Any) -> None:
+        # Pooled database connections must not be shared with the parent process.
+        dispose = getattr(self.runtime.store, "engine", None)
+        if dispose is not None:
+            dispose.dispose(close=False)
+
+
+def make_app(settings: Settings, name: str = "flowmonkey") -> Celery:
+    """A Celery app configured for flowmonkey from settings."""
+    from flowmonkey_celery.celery.embedded import embedded_broker_url
+
+    app = Celery(name)
+    broker = settings.broker_url or embedded_broker_url(settings.home)
+    app.conf.update(
+        broker_url=broker,
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
+        worker_hijack_root_logger=False,
+    )
+    if broker.startswith(("redis://", "rediss://")):
+        # Countdown messages are only used for waits under a minute; the visibility timeout
+        # must exceed the slowest step so that unacked (acks_late) messages are not redelivered.
+        app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    return app
