@@ -72,13 +72,11 @@ class FlowMonkeyCelery:
             retry_backoff=True,
             retry_backoff_max=60,
             max_retries=None,
-            queue=self.options.queue,
         )(step)
         self.tick_task: Task = app.task(
             name=TICK_TASK,
             acks_late=True,
             ignore_result=True,
-            queue=self.options.queue,
         )(tick)
         schedule = dict(app.conf.beat_schedule or {})
         schedule["flowmonkey-tick"] = {

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from flowmonkey_celery.cli.demo_distributed import run_distributed
 from flowmonkey_celery.cli.output import console as make_console
 from flowmonkey_celery.core.clock import ManualClock
 from flowmonkey_celery.core.engine import Engine
@@ -112,11 +113,8 @@ class ProgressPrinter:
         return f"[{colour}]{event.type.value}[/]"
 
 
-@click.command()
-def demo() -> None:
-    """Run the example order flows and show every step as it commits."""
-    console = make_console()
-    settings = Settings.from_env()
+def run_in_process(console: Console, settings: Settings) -> None:
+    """The example orders on an in-process engine with a simulated clock."""
     store = build_store(settings)
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
     handlers = HandlerRegistry(HANDLERS)
@@ -182,3 +180,24 @@ def demo() -> None:
     console.print(table)
     reopened.dispose()
     store.dispose()
+
+
+@click.command()
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="Run on an in-process engine with a simulated clock instead of a Celery worker and beat.",
+)
+def demo(in_process: bool) -> None:
+    """Run the example order flows and show every step as it commits.
+
+    By default a real `celery worker` and `celery beat` are started on the embedded default
+    (SQLite store and broker under FLOWMONKEY_HOME, no servers), or on FLOWMONKEY_DATABASE_URL /
+    FLOWMONKEY_BROKER_URL when set.
+    """
+    console = make_console()
+    settings = Settings.from_env()
+    if in_process:
+        run_in_process(console, settings)
+    else:
+        run_distributed(console, settings, ORDERS, ProgressPrinter)

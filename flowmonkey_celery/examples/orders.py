@@ -41,9 +41,9 @@ def charge_card(params: HandlerParams) -> StepResult:
     return Result.success({"charge_id": charge_id, "amount": params.input["amount"]})
 
 
-@handler("delay", description="Wait for config.hours / minutes / seconds")
+@handler("delay", description="Wait for hours / minutes / seconds (input, else config)")
 def delay(params: HandlerParams) -> StepResult:
-    config = params.config
+    config = params.input or params.config
     wait = timedelta(
         hours=config.get("hours", 0),
         minutes=config.get("minutes", 0),

@@ -1,4 +1,4 @@
-"""`flowmonkey demo`: the first thing a new user runs; it must work and show what happens."""
+"""`flowmonkey demo --in-process`: the engine alone, with a simulated clock."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_run(demo_home: Path) -> Result:
     # The embedded default: no database URL, so a SQLite file under FLOWMONKEY_HOME.
     env = {"FLOWMONKEY_HOME": str(demo_home), "FLOWMONKEY_DATABASE_URL": ""}
-    return CliRunner().invoke(main, ["demo"], env=env)
+    return CliRunner().invoke(main, ["demo", "--in-process"], env=env)
 
 
 def test_demo_exits_cleanly(demo_run: Result) -> None:

@@ -1,0 +1,3 @@
+from flowmonkey_celery.cli import main
+
+main()

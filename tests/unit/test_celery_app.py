@@ -1,0 +1,269 @@
+"""FlowMonkeyCelery's decisions, on a real Celery app whose broker is kombu's in-memory
+transport: messages are really sent and read back, no server needed (the end-to-end suite runs
+real workers on Redis and RabbitMQ)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from flowmonkey_celery import (
+    ExecutionStatus,
+    FlowRegistry,
+    HandlerParams,
+    HandlerRegistry,
+    ManualClock,
+    MemoryStore,
+    Result,
+    StepResult,
+    handler,
+)
+from flowmonkey_celery.celery import FlowMonkeyCelery
+from flowmonkey_celery.runtime import Runtime, RuntimeOptions
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+@handler("noop")
+def noop(params: HandlerParams) -> StepResult:
+    return Result.success({"step": params.step.id})
+
+
+@handler("pause")
+def pause(params: HandlerParams) -> StepResult:
+    return Result.wait(delay=params.config.get("seconds", 5))
+
+
+def chain(count: int, **extra: Any) -> dict[str, Any]:
+    steps = {
+        f"s{i}": {
+            "type": "noop",
+            "transitions": {"onSuccess": f"s{i + 1}" if i < count else None},
+            **extra.get(f"s{i}", {}),
+        }
+        for i in range(1, count + 1)
+    }
+    return {"id": "chain", "initialStepId": "s1", "steps": steps}
+
+
+@pytest.fixture
+def make_fm() -> Iterator[Any]:
+    apps: list[Celery] = []
+
+    def build(flow: dict[str, Any], **options: Any) -> FlowMonkeyCelery:
+        app = Celery(f"test-{len(apps)}", broker="memory://")
+        app.conf.task_default_queue = "flowmonkey"
+        apps.append(app)
+        runtime = Runtime(
+            MemoryStore(),
+            HandlerRegistry([noop, pause]),
+            FlowRegistry([flow]),
+            options=RuntimeOptions(**options),
+            clock=ManualClock(START),
+        )
+        return FlowMonkeyCelery(app, runtime)
+
+    yield build
+    for app in apps:
+        app.close()
+
+
+def sent(fm: FlowMonkeyCelery, queue: str = "flowmonkey") -> list[Any]:
+    """Messages waiting on a queue, consumed: (args, headers) of each."""
+    messages = []
+    with fm.app.connection_for_write() as connection:
+        simple = connection.SimpleQueue(queue)
+        while True:
+            try:
+                message = simple.get(block=False)
+            except simple.Empty:
+                break
+            messages.append((tuple(message.payload[0]), message.headers))
+            message.ack()
+        simple.close()
+    return messages
+
+
+def test_tasks_are_registered_with_the_durability_options(make_fm: Any) -> None:
+    fm = make_fm(chain(1))
+    step = fm.app.tasks["flowmonkey.step"]
+    assert step.acks_late and step.reject_on_worker_lost and step.ignore_result
+    assert "flowmonkey.tick" in fm.app.tasks
+
+
+def test_the_tick_joins_an_existing_beat_schedule(make_fm: Any) -> None:
+    app = Celery("existing", broker="memory://")
+    app.conf.beat_schedule = {"nightly-report": {"task": "reports.nightly", "schedule": 86400}}
+    runtime = Runtime(MemoryStore(), HandlerRegistry([noop]), FlowRegistry([chain(1)]))
+    FlowMonkeyCelery(app, runtime)
+    assert set(app.conf.beat_schedule) == {"nightly-report", "flowmonkey-tick"}
+    assert app.conf.beat_schedule["flowmonkey-tick"]["schedule"] == timedelta(seconds=1)
+    app.close()
+
+
+def test_start_commits_then_enqueues_one_message_for_version_zero(make_fm: Any) -> None:
+    fm = make_fm(chain(2))
+    created = fm.start("chain", {"n": 1})
+    assert fm.get(created.execution.id).status is ExecutionStatus.PENDING  # type: ignore[union-attr]
+    assert [args for args, _ in sent(fm)] == [(created.execution.id, 0)]
+
+
+def test_an_idempotency_hit_enqueues_nothing(make_fm: Any) -> None:
+    fm = make_fm(chain(2))
+    fm.start("chain", {}, idempotency_key="k")
+    sent(fm)
+    again = fm.start("chain", {}, idempotency_key="k")
+    assert not again.created
+    assert sent(fm) == []
+
+
+def test_inline_continuation_runs_every_ready_step_without_the_broker(make_fm: Any) -> None:
+    fm = make_fm(chain(5))
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "completed"
+    assert fm.get(execution_id).step_count == 5  # type: ignore[union-attr]
+    assert sent(fm) == []
+
+
+def test_with_inline_continuation_off_each_step_is_its_own_message(make_fm: Any) -> None:
+    fm = make_fm(chain(3), inline_steps=0)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    version = 0
+    for _ in range(3):
+        fm.run_steps(execution_id, version, "flowmonkey")
+        messages = sent(fm)
+        if not messages:
+            break
+        ((_, version),) = [args for args, _ in messages]
+    final = fm.get(execution_id)
+    assert final is not None and final.status is ExecutionStatus.COMPLETED
+    assert final.step_count == 3
+
+
+def test_inline_continuation_stops_at_its_step_bound(make_fm: Any) -> None:
+    fm = make_fm(chain(5), inline_steps=2)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "dispatched"
+    assert fm.get(execution_id).step_count == 2  # type: ignore[union-attr]
+    assert len(sent(fm)) == 1
+
+
+def test_a_duplicate_message_is_dropped_without_running_anything(make_fm: Any) -> None:
+    fm = make_fm(chain(2), inline_steps=0)
+    execution_id = fm.start("chain").execution.id
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "stale"
+    assert fm.get(execution_id).step_count == 1  # type: ignore[union-attr]
+
+
+def test_a_message_for_an_unknown_execution_is_dropped(make_fm: Any) -> None:
+    fm = make_fm(chain(1))
+    assert fm.run_steps("no-such-execution", 0, "flowmonkey") == "unknown"
+
+
+def test_a_step_with_timeout_ms_gets_its_own_message_with_time_limits(make_fm: Any) -> None:
+    fm = make_fm(chain(2, s2={"timeoutMs": 1500}))
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "dispatched"
+    ((args, headers),) = sent(fm)
+    assert args == (execution_id, 1)
+    assert headers["timelimit"] == [11.5, 1.5]  # hard = soft + grace, soft = timeout_ms
+
+
+def test_a_step_routed_to_a_queue_this_worker_does_not_consume_goes_through_the_broker(
+    make_fm: Any,
+) -> None:
+    fm = make_fm(chain(2, s2={"queue": "payments"}))
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "dispatched"
+    assert [args for args, _ in sent(fm, "payments")] == [(execution_id, 1)]
+    fm.consumed_queues = {"flowmonkey", "payments"}
+    second = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(second, 0, "flowmonkey") == "completed"
+
+
+def test_a_short_wait_also_gets_a_countdown_message(make_fm: Any) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {"w": {"type": "pause", "config": {"seconds": 5}}},
+    }
+    fm = make_fm(flow)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "waiting"
+    ((args, headers),) = sent(fm)
+    assert args == (execution_id, 1)
+    assert headers["eta"] is not None
+
+
+def test_a_long_wait_relies_on_the_database_alone(make_fm: Any) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {"w": {"type": "pause", "config": {"seconds": 3600}}},
+    }
+    fm = make_fm(flow)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    assert sent(fm) == []
+
+
+def test_the_tick_wakes_due_executions_and_sends_their_next_step(make_fm: Any) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {
+            "w": {"type": "pause", "config": {"seconds": 3600}, "transitions": {"onSuccess": "n"}},
+            "n": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    assert fm.tick()["woken"] == 0
+    fm.runtime.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
+    assert fm.tick()["woken"] == 1
+    ((args, _),) = sent(fm)
+    woken = fm.get(execution_id)
+    assert woken is not None and woken.current_step_id == "n"
+    assert args == (execution_id, woken.version)
+
+
+def test_the_tick_resends_executions_whose_lease_expired(make_fm: Any) -> None:
+    fm = make_fm(chain(2), lease=timedelta(seconds=30))
+    created = fm.runtime.engine.create("chain").execution  # committed, message never sent
+    assert fm.tick()["stalled"] == 0
+    fm.runtime.clock.advance(31)  # type: ignore[attr-defined]
+    assert fm.tick()["stalled"] == 1
+    assert [args for args, _ in sent(fm)] == [(created.id, 0)]
+    assert fm.tick()["stalled"] == 0  # claimed: not re-sent until the new lease expires
+
+
+def test_resume_commits_then_enqueues_the_next_step(make_fm: Any) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {
+            "w": {"type": "pause", "config": {"seconds": 3600}, "transitions": {"onSuccess": "n"}},
+            "n": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)
+    execution_id = fm.start("chain").execution.id
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    sent(fm)
+    resumed = fm.resume(execution_id, {"ok": True})
+    assert [args for args, _ in sent(fm)] == [(execution_id, resumed.version)]
