@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Step
 from flowmonkey_celery.errors import (
@@ -65,6 +66,7 @@ class FlowMonkeyCelery:
         self.step_task: Task = app.task(
             name=STEP_TASK,
             bind=True,
+            shared=False,  # bound to this instance's runtime, not to every app in the process
             acks_late=True,
             reject_on_worker_lost=True,
             ignore_result=True,
@@ -75,6 +77,7 @@ class FlowMonkeyCelery:
         )(step)
         self.tick_task: Task = app.task(
             name=TICK_TASK,
+            shared=False,
             acks_late=True,
             ignore_result=True,
         )(tick)
@@ -88,6 +91,7 @@ class FlowMonkeyCelery:
         app.conf.beat_schedule = schedule
         signals.celeryd_after_setup.connect(self._remember_queues, weak=False)
         signals.worker_process_init.connect(self._after_fork, weak=False)
+        install_celery_task_steps(self)
 
     @classmethod
     def from_env(

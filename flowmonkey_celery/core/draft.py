@@ -175,7 +175,8 @@ class ExecutionDraft:
     def wait(
         self, step: Step, wake_at: datetime | None, reason: str | None, wait_timeout_ms: int | None
     ) -> None:
-        self.execution.retry_attempts = 0
+        # The retry counter survives the wait: what the step waits for (a Celery task, say) may
+        # still fail and must count against the same retry budget. Leaving the step resets it.
         self.execution.status = ExecutionStatus.WAITING
         self.execution.wake_at = wake_at
         self.execution.wait_reason = reason
@@ -205,6 +206,7 @@ class ExecutionDraft:
         trigger = kind.value if kind else "timer"
         self.record(EventType.EXECUTION_RESUMED, step_id=step_id, data={"trigger": trigger})
         if kind is not WaitKind.RETRY and step_id is not None:
+            self.execution.retry_attempts = 0
             step = flow.steps.get(step_id)
             target = step.transitions.resume_target() if step else None
             self.go_to(flow, step_id, target)
@@ -218,6 +220,7 @@ class ExecutionDraft:
                 self.execution.context.update(data)
         self._clear_wait()
         self.execution.status = ExecutionStatus.RUNNING
+        self.execution.retry_attempts = 0
         self.record(
             EventType.EXECUTION_RESUMED,
             step_id=step.id,
