@@ -19,6 +19,7 @@ from flowmonkey_celery.core.handlers import HandlerParams, StepHandler, handler
 from flowmonkey_celery.core.ports import Store
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.core.results import Result, StepError, StepResult
+from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
@@ -54,6 +55,7 @@ __all__ = [
     "MemoryStore",
     "Result",
     "RetryPolicy",
+    "ScheduleTrigger",
     "Step",
     "StepError",
     "StepHandler",
@@ -64,6 +66,7 @@ __all__ = [
     "TestHarness",
     "TimeoutConfig",
     "Transitions",
+    "TriggerFire",
     "VersionConflictError",
     "WaitKind",
     "handler",

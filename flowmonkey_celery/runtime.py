@@ -12,10 +12,13 @@ from flowmonkey_celery.core.clock import Clock, OffsetClock, SystemClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
+from flowmonkey_celery.core.triggers import ScheduleTrigger, flow_triggers
 from flowmonkey_celery.core.validation import build_flow
+from flowmonkey_celery.core.versions import version_key
 from flowmonkey_celery.loading import flows_in_folder, handlers_in_modules
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
+from flowmonkey_celery.triggers.schedule import validate_cron
 
 log = logging.getLogger("flowmonkey_celery.runtime")
 
@@ -121,6 +124,11 @@ class Runtime:
             store.save_flow_definition(flow, now=now)
         for flow in store.list_flow_definitions():
             flow_registry.register(flow)
+        # Triggers declared in flow files: the newest local version of each flow declares them.
+        latest = {flow.id: flow for flow in sorted(local, key=lambda f: version_key(f.version))}
+        for flow in latest.values():
+            for trigger in flow_triggers(flow):
+                register_trigger(store, trigger, now)
         return cls(
             store,
             handler_registry,
@@ -134,3 +142,14 @@ class Runtime:
             ),
             settings=settings,
         )
+
+
+def register_trigger(store: Any, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+    """Validate a schedule trigger's cron expression and save (upsert) it.
+
+    Raises:
+        FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression.
+    """
+    validate_cron(trigger.schedule)
+    saved: ScheduleTrigger = store.save_trigger(trigger, now)
+    return saved

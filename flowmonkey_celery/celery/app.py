@@ -19,14 +19,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Step
+from flowmonkey_celery.core.triggers import ScheduleTrigger
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
     StoreUnavailableError,
     VersionConflictError,
 )
-from flowmonkey_celery.runtime import Runtime
+from flowmonkey_celery.runtime import Runtime, register_trigger
 from flowmonkey_celery.settings import Settings
+from flowmonkey_celery.triggers.schedule import fire_due_schedules
 
 log = logging.getLogger("flowmonkey_celery.celery")
 
@@ -237,7 +239,23 @@ class FlowMonkeyCelery:
         stalled = store.claim_stalled(now, batch, now + self.options.lease)
         for execution in stalled:
             self.dispatch(execution)
-        return {"timed_out": len(timed_out), "woken": len(woken), "stalled": len(stalled)}
+        fired = fire_due_schedules(engine, store, now, dispatch=self.dispatch)
+        return {
+            "timed_out": len(timed_out),
+            "woken": len(woken),
+            "stalled": len(stalled),
+            "fired": len(fired),
+        }
+
+    def register_trigger(self, trigger: ScheduleTrigger | dict[str, Any]) -> ScheduleTrigger:
+        """Save a schedule trigger (seed README shape); the tick fires it from then on.
+
+        Raises:
+            FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression or timezone.
+        """
+        checked = ScheduleTrigger.model_validate(trigger)
+        self.runtime.flows.get(checked.flow_id)  # FLOW_NOT_FOUND now, not at the first fire
+        return register_trigger(self.runtime.store, checked, self.runtime.clock.now())
 
     # -- worker lifecycle -----------------------------------------------------------------------
 

@@ -171,6 +171,9 @@ class Flow(FlowModel):
     steps: dict[str, Step]
     queue: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Schedule triggers declared with the flow, without flowId (they start this flow); see
+    # `flowmonkey_celery.core.triggers.flow_triggers`.
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: Any) -> Flow:

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 
 
 @runtime_checkable
@@ -115,6 +116,53 @@ class Store(Protocol):
 
         `after` is the id of the last execution of the previous page (keyset paging).
         """
+        ...
+
+
+@runtime_checkable
+class TriggerStore(Protocol):
+    """Persistence for triggers and the slots they fired.
+
+    `record_fire` is the guarantee behind "one fire per cron slot": `(trigger_id,
+    scheduled_for)` is unique, so of several beat processes firing one slot exactly one
+    records it. Implemented by MemoryStore and SqlStore; contract suite
+    `tests/contract/test_trigger_store_contract.py`.
+    """
+
+    def save_trigger(self, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+        """Insert or replace the trigger with this id (an upsert).
+
+        A new trigger's `created_at` is `trigger.created_at`, or `now` if unset; an update
+        keeps the stored `created_at` whatever the argument says. `updated_at` becomes `now`.
+
+        Returns:
+            The trigger as stored, with both timestamps set.
+        """
+        ...
+
+    def get_trigger(self, trigger_id: str) -> ScheduleTrigger | None:
+        """The trigger, or None if unknown."""
+        ...
+
+    def list_triggers(self, enabled_only: bool = False) -> list[ScheduleTrigger]:
+        """Every trigger (only the enabled ones with `enabled_only`), ordered by id."""
+        ...
+
+    def delete_trigger(self, trigger_id: str) -> bool:
+        """Delete the trigger and its recorded fires. Returns False if it did not exist."""
+        ...
+
+    def record_fire(self, fire: TriggerFire) -> bool:
+        """Record that the trigger fired the slot `fire.scheduled_for`.
+
+        Returns False, writing nothing, if that `(trigger_id, scheduled_for)` is already
+        recorded (by this or any other process): a uniqueness constraint decides, not a
+        read-then-write.
+        """
+        ...
+
+    def last_fire(self, trigger_id: str) -> TriggerFire | None:
+        """The recorded fire with the latest `scheduled_for`, or None if it never fired."""
         ...
 
 

@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 from flowmonkey_celery.core.flow import SELECTOR_MODELS, SELECTOR_TYPES, Flow, Step
 from flowmonkey_celery.core.paths import split_path
 from flowmonkey_celery.core.routing import CONDITIONAL, SWITCH, routing_config_issues
+from flowmonkey_celery.core.triggers import TRIGGER_TYPES, ScheduleTrigger
 from flowmonkey_celery.core.versions import parse_version
 from flowmonkey_celery.errors import FlowValidationError
 
@@ -54,6 +55,7 @@ def build_flow(data: Any) -> Flow:
         issues += _pydantic_issues(exc, "", Flow)
 
     issues += _graph_issues(data, step_data)
+    issues += _trigger_issues(data.get("triggers"), data.get("id"))
     if flow is not None and parse_version(flow.version) is None:
         issues.append(("version", f"{flow.version!r} is not a version like 1.0.0"))
 
@@ -133,6 +135,47 @@ def _graph_issues(data: Mapping[str, Any], step_data: Mapping[str, Any]) -> list
         step_type, config = raw.get("type"), raw.get("config", {})
         if step_type in (CONDITIONAL, SWITCH) and isinstance(config, Mapping):
             issues += routing_config_issues(step_type, config, f"{where}.config", step_ids)
+    return issues
+
+
+def _trigger_issues(raw_triggers: Any, flow_id: Any) -> list[Issue]:
+    """Problems with the flow's own triggers (a list; pydantic reports a non-list or a
+    non-object entry). Cron syntax is checked where croniter lives, when triggers are saved."""
+    if not isinstance(raw_triggers, list):
+        return []
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    expected = ", ".join(TRIGGER_TYPES)
+    for index, raw in enumerate(raw_triggers):
+        where = f"triggers.{index}"
+        if not isinstance(raw, Mapping):
+            continue
+        kind = raw.get("type")
+        if kind is None:
+            issues.append((f"{where}.type", f"a trigger needs a type: one of {expected}"))
+            continue
+        if kind not in TRIGGER_TYPES:
+            issues.append((f"{where}.type", f"unknown trigger type {kind!r}; expected {expected}"))
+            continue
+        given = raw.get("flow_id", raw.get("flowId"))
+        if given is not None and given != flow_id:
+            issues.append(
+                (
+                    f"{where}.flow_id",
+                    f"a flow's trigger starts that flow ({flow_id!r}), not {given!r}; "
+                    "leave flowId out",
+                )
+            )
+        data = {k: v for k, v in raw.items() if k not in ("flow_id", "flowId")}
+        data["flow_id"] = flow_id if isinstance(flow_id, str) and flow_id else "?"  # reported
+        try:
+            trigger = ScheduleTrigger.model_validate(data)
+        except ValidationError as exc:
+            issues += _pydantic_issues(exc, where, ScheduleTrigger)
+            continue
+        if trigger.id in seen:
+            issues.append((f"{where}.id", f"duplicate trigger id {trigger.id!r}"))
+        seen.add(trigger.id)
     return issues
 
 

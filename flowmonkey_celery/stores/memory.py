@@ -6,8 +6,10 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
+from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
 
 IdempotencyScope = tuple[str | None, str, str]
@@ -16,8 +18,9 @@ IdempotencyScope = tuple[str | None, str, str]
 class MemoryStore:
     """Executions and history in dictionaries, behind one lock.
 
-    Implements the `Store` protocol with the same guarantees as the SQL stores: deep copies in
-    and out, compare-and-set saves on `version`, and atomic idempotent create.
+    Implements the `Store` and `TriggerStore` protocols with the same guarantees as the SQL
+    stores: deep copies in and out, compare-and-set saves on `version`, atomic idempotent
+    create, and one recorded fire per `(trigger_id, scheduled_for)`.
     """
 
     def __init__(self) -> None:
@@ -25,6 +28,8 @@ class MemoryStore:
         self._executions: dict[str, Execution] = {}
         self._events: dict[str, list[HistoryEvent]] = {}
         self._idempotency: dict[IdempotencyScope, tuple[str, datetime | None]] = {}
+        self._triggers: dict[str, ScheduleTrigger] = {}
+        self._fires: dict[tuple[str, datetime], TriggerFire] = {}
 
     def create_execution(
         self, execution: Execution, *, now: datetime, events: Sequence[HistoryEvent] = ()
@@ -188,12 +193,61 @@ class MemoryStore:
             ]
             return [e.model_copy(deep=True) for e in matches[:limit]]
 
+    # -- triggers ---------------------------------------------------------------------------
+
+    def save_trigger(self, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+        now = ensure_aware(now, "now")
+        with self._lock:
+            existing = self._triggers.get(trigger.id)
+            created_at = existing.created_at if existing else trigger.created_at or now
+            stored = trigger.model_copy(
+                deep=True, update={"created_at": created_at, "updated_at": now}
+            )
+            self._triggers[trigger.id] = stored
+            return stored.model_copy(deep=True)
+
+    def get_trigger(self, trigger_id: str) -> ScheduleTrigger | None:
+        with self._lock:
+            found = self._triggers.get(trigger_id)
+            return found.model_copy(deep=True) if found else None
+
+    def list_triggers(self, enabled_only: bool = False) -> list[ScheduleTrigger]:
+        with self._lock:
+            return [
+                self._triggers[key].model_copy(deep=True)
+                for key in sorted(self._triggers)
+                if self._triggers[key].enabled or not enabled_only
+            ]
+
+    def delete_trigger(self, trigger_id: str) -> bool:
+        with self._lock:
+            self._fires = {
+                slot: fire for slot, fire in self._fires.items() if slot[0] != trigger_id
+            }
+            return self._triggers.pop(trigger_id, None) is not None
+
+    def record_fire(self, fire: TriggerFire) -> bool:
+        with self._lock:
+            slot = (fire.trigger_id, fire.scheduled_for)
+            if slot in self._fires:
+                return False
+            self._fires[slot] = fire.model_copy(deep=True)
+            return True
+
+    def last_fire(self, trigger_id: str) -> TriggerFire | None:
+        with self._lock:
+            fires = [fire for slot, fire in self._fires.items() if slot[0] == trigger_id]
+            latest = max(fires, key=lambda fire: fire.scheduled_for, default=None)
+            return latest.model_copy(deep=True) if latest else None
+
     def clear(self) -> None:
         """Forget everything (handy between tests)."""
         with self._lock:
             self._executions.clear()
             self._events.clear()
             self._idempotency.clear()
+            self._triggers.clear()
+            self._fires.clear()
 
 
 def _scope(execution: Execution) -> IdempotencyScope | None:

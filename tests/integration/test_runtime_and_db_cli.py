@@ -75,3 +75,33 @@ def test_db_purge_deletes_only_old_finished_executions(tmp_path: Path) -> None:
     assert store.get_execution(recent.id) is not None
     assert store.get_execution(live.id) is not None
     store.dispose()
+
+
+def test_triggers_declared_in_flow_files_are_registered_at_start_up(tmp_path: Path) -> None:
+    from flowmonkey_celery.runtime import Runtime
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "report.yaml").write_text(
+        """
+id: nightly-report
+version: 1.0.0
+initial_step_id: build
+steps:
+  build: { type: conditional, config: { conditions: [{ path: x, op: exists, target: null }] } }
+triggers:
+  - { id: nightly, type: schedule, schedule: "0 2 * * *", timezone: Europe/Berlin,
+      static_context: { kind: nightly } }
+""",
+        encoding="utf-8",
+    )
+    runtime = Runtime.from_settings(Settings(home=tmp_path / "home", flows=flows))
+    (trigger,) = runtime.store.list_triggers()
+    assert (trigger.id, trigger.flow_id, trigger.schedule) == (
+        "nightly",
+        "nightly-report",
+        "0 2 * * *",
+    )
+    assert trigger.timezone == "Europe/Berlin"
+    assert trigger.static_context == {"kind": "nightly"}
+    runtime.store.dispose()

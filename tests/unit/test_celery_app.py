@@ -267,3 +267,45 @@ def test_resume_commits_then_enqueues_the_next_step(make_fm: Any) -> None:
     sent(fm)
     resumed = fm.resume(execution_id, {"ok": True})
     assert [args for args, _ in sent(fm)] == [(execution_id, resumed.version)]
+
+
+def test_the_tick_fires_a_due_schedule_once_and_sends_its_first_step(make_fm: Any) -> None:
+    fm = make_fm(chain(1))
+    fm.runtime.clock.advance(30)  # type: ignore[attr-defined]
+    fm.register_trigger(
+        {
+            "id": "every-minute",
+            "type": "schedule",
+            "flowId": "chain",
+            "schedule": "* * * * *",
+            "staticContext": {"report": "daily"},
+        }
+    )
+    assert fm.tick()["fired"] == 0  # registered at 08:00:30: the 08:00 slot is not owed
+    fm.runtime.clock.advance(31)  # type: ignore[attr-defined]
+    assert fm.tick()["fired"] == 1
+    assert fm.tick()["fired"] == 0  # the same slot never fires twice
+    ((args, _),) = sent(fm)
+    execution = fm.get(args[0])
+    assert execution is not None
+    assert execution.context["report"] == "daily"
+    assert execution.context["trigger"]["id"] == "every-minute"
+
+
+def test_registering_a_trigger_for_an_unknown_flow_or_with_a_bad_cron_is_refused(
+    make_fm: Any,
+) -> None:
+    from flowmonkey_celery import FlowMonkeyError
+
+    fm = make_fm(chain(1))
+    with pytest.raises(FlowMonkeyError) as unknown:
+        fm.register_trigger(
+            {"id": "t", "type": "schedule", "flowId": "nope", "schedule": "* * * * *"}
+        )
+    assert unknown.value.code == "FLOW_NOT_FOUND"
+    with pytest.raises(FlowMonkeyError) as bad:
+        fm.register_trigger(
+            {"id": "t", "type": "schedule", "flowId": "chain", "schedule": "61 * * * *"}
+        )
+    assert bad.value.code == "INVALID_ARGUMENT"
+    assert fm.runtime.store.list_triggers() == []

@@ -27,8 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
 from flowmonkey_celery.stores.sql import flow_definitions, migrations
+from flowmonkey_celery.stores.sql import triggers as trigger_rows
 from flowmonkey_celery.stores.sql.connection import WRITE, describe, make_engine
 from flowmonkey_celery.stores.sql.errors import translated_errors
 from flowmonkey_celery.stores.sql.rows import (
@@ -65,7 +67,8 @@ _WAITING = ExecutionStatus.WAITING.value
 
 
 class SqlStore:
-    """The `Store` protocol on SQLAlchemy 2 (PostgreSQL via psycopg2, or SQLite).
+    """The `Store` and `TriggerStore` protocols on SQLAlchemy 2 (PostgreSQL via psycopg2, or
+    SQLite).
 
     Args:
         url: a database URL (`postgresql+psycopg2://user@host/db`, `sqlite:///flowmonkey.db`)
@@ -348,6 +351,32 @@ class SqlStore:
         """Every stored flow version, validated again on the way out."""
         with self._transaction("list flow definitions", write=False) as conn:
             return flow_definitions.load_all(conn)
+
+    # -- triggers (SQL in stores/sql/triggers.py) -----------------------------------------------
+
+    def save_trigger(self, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+        with self._transaction("save trigger") as conn:
+            return trigger_rows.save(conn, self._dialect, trigger, now)
+
+    def get_trigger(self, trigger_id: str) -> ScheduleTrigger | None:
+        with self._transaction("load trigger", write=False) as conn:
+            return trigger_rows.get(conn, trigger_id)
+
+    def list_triggers(self, enabled_only: bool = False) -> list[ScheduleTrigger]:
+        with self._transaction("list triggers", write=False) as conn:
+            return trigger_rows.list_all(conn, enabled_only)
+
+    def delete_trigger(self, trigger_id: str) -> bool:
+        with self._transaction("delete trigger") as conn:
+            return trigger_rows.remove(conn, trigger_id)
+
+    def record_fire(self, fire: TriggerFire) -> bool:
+        with self._transaction("record trigger fire") as conn:
+            return trigger_rows.record_fire(conn, self._dialect, fire)
+
+    def last_fire(self, trigger_id: str) -> TriggerFire | None:
+        with self._transaction("load last trigger fire", write=False) as conn:
+            return trigger_rows.last_fire(conn, trigger_id)
 
     # -- helpers --------------------------------------------------------------------------------
 
