@@ -1,0 +1,60 @@
+"""Handlers of the end-to-end test flows, loaded by worker processes via FLOWMONKEY_HANDLERS.
+
+Handlers run in other processes than the test, so they report through files whose paths the
+test puts in the execution context: one line appended per call (a single O_APPEND write, so
+lines from concurrent processes never interleave).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from flowmonkey_celery import HandlerParams, Result, StepResult, handler
+
+# How long the blocking step waits for its release file before giving up (a failure that
+# names the file, rather than a worker stuck for the rest of the run).
+BLOCK_LIMIT_SECONDS = 120.0
+
+
+def append_line(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@handler("e2e-noop")
+def noop(params: HandlerParams) -> StepResult:
+    """Does nothing."""
+    return Result.success()
+
+
+@handler("e2e-record")
+def record(params: HandlerParams) -> StepResult:
+    """Appends its step_key to the file at context["calls_file"]: one line per handler call."""
+    append_line(params.context["calls_file"], params.step_key)
+    return Result.success({"step": params.step.id})
+
+
+@handler("e2e-wait")
+def wait(params: HandlerParams) -> StepResult:
+    """A durable timer of config.seconds."""
+    seconds = float(params.config["seconds"])
+    return Result.wait(delay=seconds, reason=f"e2e wait of {seconds} s")
+
+
+@handler("e2e-block")
+def block(params: HandlerParams) -> StepResult:
+    """Appends its step_key to context["started_file"], then blocks until the file at
+    context["release_file"] exists: the test kills the worker while this runs."""
+    append_line(params.context["started_file"], params.step_key)
+    release = Path(params.context["release_file"])
+    deadline = time.monotonic() + BLOCK_LIMIT_SECONDS
+    while not release.exists():
+        if time.monotonic() > deadline:
+            return Result.failure("E2E_NOT_RELEASED", f"{release} never appeared")
+        time.sleep(0.02)
+    return Result.success({"released": True})
