@@ -68,6 +68,9 @@ class RuntimeOptions:
     inline_ms: int = 2000
     short_wait: timedelta = timedelta(seconds=30)
     sweep_batch: int = 500
+    # Seconds between a step's soft time limit (raised inside the handler: HANDLER_TIMEOUT)
+    # and the hard limit (the worker process running it is killed).
+    hard_limit_grace_seconds: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeOptions:
@@ -77,6 +80,7 @@ class RuntimeOptions:
             lease=timedelta(seconds=settings.lease_seconds),
             inline_steps=settings.inline_steps,
             inline_ms=settings.inline_ms,
+            hard_limit_grace_seconds=settings.hard_limit_grace_seconds,
         )
 
 

@@ -29,6 +29,7 @@ class Settings(BaseModel):
     lease_seconds: float = 300.0
     inline_steps: int = 50
     inline_ms: int = 2000
+    hard_limit_grace_seconds: float = 10.0
     # Shifts this process's clock (tests and drills only: "run the beat an hour later").
     clock_offset_seconds: float = 0.0
 
@@ -58,6 +59,7 @@ class Settings(BaseModel):
                 "lease_seconds",
                 "inline_steps",
                 "inline_ms",
+                "hard_limit_grace_seconds",
                 "clock_offset_seconds",
             )
         }

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task, signals
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
@@ -33,10 +33,8 @@ from flowmonkey_celery.triggers.schedule import fire_due_schedules
 log = logging.getLogger("flowmonkey_celery.celery")
 
 STEP_TASK = "flowmonkey.step"
+STEP_KILLED_TASK = "flowmonkey.step_killed"
 TICK_TASK = "flowmonkey.tick"
-# Extra seconds between a step's soft time limit (raised inside the handler, recorded as
-# HANDLER_TIMEOUT) and the hard limit (the worker process is killed).
-HARD_LIMIT_GRACE_SECONDS = 10.0
 
 
 class FlowMonkeyCelery:
@@ -83,6 +81,18 @@ class FlowMonkeyCelery:
             acks_late=True,
             ignore_result=True,
         )(tick)
+
+        # Celery calls this errback in the worker's main process when a step message with time
+        # limits fails; it only acts on the hard limit (the handler ignored the soft one and its
+        # process was killed), which would otherwise leave the step to be re-sent and killed
+        # again every lease period.
+        def step_killed(
+            request: Any, exc: BaseException, traceback: Any, execution_id: str, version: int
+        ) -> None:
+            if isinstance(exc, TimeLimitExceeded):
+                self._record_kill(execution_id, version, exc)
+
+        self.step_killed_task: Task = app.task(name=STEP_KILLED_TASK, shared=False)(step_killed)
         schedule = dict(app.conf.beat_schedule or {})
         schedule["flowmonkey-tick"] = {
             "task": TICK_TASK,
@@ -149,7 +159,11 @@ class FlowMonkeyCelery:
         options: dict[str, Any] = {"queue": self._queue_for(step)}
         if step is not None and step.timeout_ms:
             soft = step.timeout_ms / 1000.0
-            options.update(soft_time_limit=soft, time_limit=soft + HARD_LIMIT_GRACE_SECONDS)
+            options.update(
+                soft_time_limit=soft,
+                time_limit=soft + self.options.hard_limit_grace_seconds,
+                link_error=self.step_killed_task.s(execution_id, version),
+            )
         if countdown is not None and countdown > 0:
             options["countdown"] = countdown
         self.step_task.apply_async((execution_id, version), **options)
@@ -220,6 +234,29 @@ class FlowMonkeyCelery:
         delay = (wake_at - self.runtime.clock.now()).total_seconds()
         if delay <= self.options.short_wait.total_seconds():
             self._send(execution_id, version, None, countdown=max(delay, 0.0))
+
+    def _record_kill(self, execution_id: str, version: int, exc: BaseException) -> None:
+        step = None
+        execution = self.runtime.engine.get(execution_id)
+        if execution is not None:
+            step = self._step_of(
+                execution.flow_id, execution.flow_version, execution.current_step_id
+            )
+        limit = step.timeout_ms if step else None
+        updated = self.runtime.engine.fail_running_step(
+            execution_id,
+            expected_version=version,
+            code=ErrorCode.HANDLER_TIMEOUT.value,
+            message=f"the handler ignored its soft time limit (timeout_ms={limit}) and its worker "
+            f"process was killed at the hard limit ({exc})",
+            details={"timeout_ms": limit, "killed": True},
+        )
+        if updated is None or updated.is_terminal:
+            return
+        if updated.status is ExecutionStatus.RUNNING:
+            self.dispatch(updated)
+        elif updated.wake_at is not None:
+            self._countdown_if_short(execution_id, updated.version, updated.wake_at)
 
     # -- the tick -------------------------------------------------------------------------------
 

@@ -497,6 +497,57 @@ class Engine:
             return self._load(execution_id)
         raise VersionConflictError(f"execution {execution_id} kept changing; resume not applied")
 
+    def fail_running_step(
+        self,
+        execution_id: str,
+        *,
+        expected_version: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> Execution | None:
+        """Record that the current step's handler call died without reporting (e.g. its
+        worker process was killed at a hard time limit), as a failed call of that step: the
+        retry policy and `on_failure` apply as usual.
+
+        Returns the updated execution, or None if it already moved on from `expected_version`
+        (nothing written).
+        """
+        execution = self._load(execution_id)
+        if execution.version != expected_version or execution.status not in (
+            ExecutionStatus.PENDING,
+            ExecutionStatus.RUNNING,
+        ):
+            return None
+        flow = self._flow_of(execution)
+        step = flow.steps.get(execution.current_step_id or "")
+        if step is None:
+            return None
+        draft = ExecutionDraft(execution, self.clock.now())
+        draft.start()
+        attempt = execution.retry_attempts + 1
+        error = StepError(code, message, dict(details or {}))
+        draft.execution.step_count += 1
+        draft.record(
+            EventType.STEP_COMPLETED,
+            step_id=step.id,
+            handler_type=step.type,
+            outcome="failure",
+            attempt=attempt,
+            error=ErrorInfo(code=code, message=message, step_id=step.id, details=error.details),
+        )
+        if should_retry(step.retry, execution.retry_attempts, code):
+            assert step.retry is not None
+            delay = compute_backoff(step.retry, execution.retry_attempts + 1, self.rng)
+            draft.schedule_retry(step, error, delay)
+        else:
+            draft.route_failure(flow, step, error, step.transitions.on_failure)
+        try:
+            self._commit(draft)
+        except VersionConflictError:
+            return None
+        return self._load(execution_id)
+
     def fail_waiting(
         self,
         execution_id: str,

@@ -58,3 +58,19 @@ def block(params: HandlerParams) -> StepResult:
             return Result.failure("E2E_NOT_RELEASED", f"{release} never appeared")
         time.sleep(0.02)
     return Result.success({"released": True})
+
+
+@handler("e2e-stubborn")
+def stubborn(params: HandlerParams) -> StepResult:
+    """Overruns its timeout_ms. mode "soft": lets Celery's soft time limit interrupt it.
+    mode "hard": swallows the soft limit and keeps going, so the worker process is killed."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            if params.input.get("mode") != "hard":
+                raise
+    return Result.success({"finished": True})

@@ -167,3 +167,36 @@ def test_fail_waiting_on_an_execution_that_is_not_waiting_is_refused() -> None:
 def test_non_positive_lease_is_refused() -> None:
     with pytest.raises(ValueError, match="lease"):
         make({"a": {"type": "ok"}}, lease=timedelta(0))
+
+
+def test_a_killed_handler_call_is_recorded_as_a_failure_of_the_current_step() -> None:
+    engine, _ = make(
+        {
+            "a": {"type": "ok", "transitions": {"onFailure": "b"}},
+            "b": {"type": "recover", "outputKey": "r"},
+        }
+    )
+    created = engine.create("f").execution
+    updated = engine.fail_running_step(
+        created.id, expected_version=created.version, code="HANDLER_TIMEOUT", message="killed"
+    )
+    assert updated is not None and updated.current_step_id == "b"
+    done = engine.run(created.id)
+    assert done.context["r"] == {"recovered_from": "HANDLER_TIMEOUT"}
+    calls = [
+        (e.step_id, e.outcome) for e in engine.history(created.id) if e.type == "step.completed"
+    ]
+    assert calls == [("a", "failure"), ("b", "success")]
+
+
+def test_a_kill_reported_for_an_old_version_changes_nothing() -> None:
+    engine, _ = make({"a": {"type": "ok", "transitions": {"onSuccess": "b"}}, "b": {"type": "ok"}})
+    created = engine.create("f").execution
+    engine.step(created.id)
+    assert (
+        engine.fail_running_step(
+            created.id, expected_version=created.version, code="HANDLER_TIMEOUT", message="late"
+        )
+        is None
+    )
+    assert engine.run(created.id).status is ExecutionStatus.COMPLETED
