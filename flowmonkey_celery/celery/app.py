@@ -196,9 +196,10 @@ class FlowMonkeyCelery:
         engine = self.runtime.engine
         deadline = time.monotonic() + self.options.inline_ms / 1000.0
         steps_run = 0
+        known: Execution | None = None  # what this worker just committed: no need to reload
         while True:
             try:
-                outcome = engine.step(execution_id, expected_version=version)
+                outcome = engine.step(execution_id, expected_version=version, known=known)
             except VersionConflictError:
                 return "stale"  # a duplicate or late message: someone already took this step
             except ExecutionError as exc:
@@ -215,7 +216,7 @@ class FlowMonkeyCelery:
                 return "waiting"
             step = self._step_of(outcome.flow_id, outcome.flow_version, outcome.next_step_id)
             if self._may_inline(step, current_queue, steps_run, deadline):
-                version = outcome.version
+                version, known = outcome.version, outcome.execution
                 continue
             self._send(execution_id, outcome.version, step)
             return "dispatched"

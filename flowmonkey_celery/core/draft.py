@@ -34,7 +34,7 @@ class ExecutionDraft:
     def __init__(self, execution: Execution, now: datetime) -> None:
         self.expected_version = execution.version
         self.initial_status = execution.status
-        self.execution = execution.model_copy(deep=True)
+        self.execution = execution.clone()
         self.now = now
         self.events: list[HistoryEvent] = []
         self.children_cancelled: list[str] = []  # filled in after a cancellation commits

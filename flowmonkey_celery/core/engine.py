@@ -219,19 +219,33 @@ class Engine:
 
     # -- stepping ------------------------------------------------------------------------------
 
-    def step(self, execution_id: str, *, expected_version: int | None = None) -> StepOutcome:
+    def step(
+        self,
+        execution_id: str,
+        *,
+        expected_version: int | None = None,
+        known: Execution | None = None,
+    ) -> StepOutcome:
         """Advance the execution by one handler call (or one due wake / deadline), committed.
 
         Args:
             expected_version: if given and the stored version differs, nothing runs and
                 VersionConflictError is raised: a duplicate or stale step message.
+            known: the execution as this process has just committed it (`outcome.execution`
+                of the previous step), to skip loading it again. If anything else changed it
+                meanwhile (a cancel, say), the save's compare-and-set refuses this step with
+                VersionConflictError, exactly as if the change had come during the handler.
 
         Raises:
             ExecutionError: EXECUTION_NOT_FOUND; FLOW_NOT_FOUND if its flow version is no
                 longer registered (the execution is left untouched).
             VersionConflictError: another process saved the execution meanwhile; nothing written.
         """
-        return self._step(execution_id, simulate_time=False, expected_version=expected_version)
+        if known is not None and known.id != execution_id:
+            raise ValueError(f"known execution {known.id} is not {execution_id}")
+        return self._step(
+            execution_id, simulate_time=False, expected_version=expected_version, known=known
+        )
 
     def run(self, execution_id: str, *, simulate_time: bool = False) -> Execution:
         """Step until the execution completes, fails, is cancelled, or waits for something not
@@ -260,9 +274,14 @@ class Engine:
         return self._load(execution_id)
 
     def _step(
-        self, execution_id: str, *, simulate_time: bool, expected_version: int | None = None
+        self,
+        execution_id: str,
+        *,
+        simulate_time: bool,
+        expected_version: int | None = None,
+        known: Execution | None = None,
     ) -> StepOutcome:
-        execution = self._load(execution_id)
+        execution = known if known is not None else self._load(execution_id)
         if expected_version is not None and execution.version != expected_version:
             raise VersionConflictError(
                 f"execution {execution_id} is at version {execution.version}, not "
@@ -330,7 +349,7 @@ class Engine:
             return self._commit(draft, step_id=step.id, kind="failure")
 
         attempt = execution.retry_attempts + 1
-        snapshot = execution.model_copy(deep=True)
+        snapshot = execution.clone()
         params = HandlerParams(
             input=step_input,
             context=MappingProxyType(snapshot.context),
@@ -698,7 +717,9 @@ class Engine:
         if saved.status is ExecutionStatus.CANCELLED:
             # Every way to cancel (user, timeout at any check) takes the children along.
             draft.children_cancelled = self._cancel_children(saved.id)
-        return self._outcome(saved, step_id=step_id, kind=kind)
+        outcome = self._outcome(saved, step_id=step_id, kind=kind)
+        outcome.execution = saved
+        return outcome
 
     def _lease_for(self, execution: Execution, now: datetime) -> datetime | None:
         runnable = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)

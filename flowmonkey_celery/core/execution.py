@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from flowmonkey_celery.core.json_values import copy_json
 from flowmonkey_celery.errors import ErrorCode, ExecutionError
 
 
@@ -147,6 +148,22 @@ class Execution(StateModel):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    def clone(self) -> Execution:
+        """An independent copy (what `model_copy(deep=True)` gives, made for the engine's hot
+        path: the context and metadata are plain JSON, copied without `copy.deepcopy`)."""
+        nested = {
+            name: value.model_copy(deep=True)
+            for name in ("error", "cancellation", "timeout")
+            if (value := getattr(self, name)) is not None
+        }
+        return self.model_copy(
+            update={
+                "context": copy_json(self.context),
+                "metadata": copy_json(self.metadata),
+                **nested,
+            }
+        )
+
     def next_due_at(self) -> datetime | None:
         """The earliest instant at which time alone changes this execution (wake or deadline)."""
         if self.is_terminal:
@@ -179,6 +196,9 @@ class StepOutcome(StateModel):
     wake_at: datetime | None = None
     error: ErrorInfo | None = None
     version: int = 0
+    # The execution as committed by this step (None if nothing was written). A runtime that
+    # continues with the next step itself passes it back as `engine.step(..., known=...)`.
+    execution: Execution | None = Field(default=None, exclude=True, repr=False)
 
 
 class CreateResult(StateModel):

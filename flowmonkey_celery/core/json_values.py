@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import decimal
@@ -42,3 +43,19 @@ def to_json_value(value: Any) -> Any:
         return json.loads(json.dumps(value, default=_encode, allow_nan=False))
     except ValueError as exc:  # NaN / Infinity, or a circular reference
         raise TypeError(str(exc)) from exc
+
+
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of plain JSON data, several times faster than `copy.deepcopy` (which
+    handles cycles and arbitrary objects the context never holds). Anything that is not a
+    dict, list or JSON scalar is handed to `copy.deepcopy`."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    if isinstance(value, _IMMUTABLE):
+        return value
+    return copy.deepcopy(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any
@@ -16,6 +15,7 @@ from flowmonkey_celery.core.flow import (
     StaticSelector,
     TemplateSelector,
 )
+from flowmonkey_celery.core.json_values import copy_json
 from flowmonkey_celery.core.paths import MISSING, get_path
 
 _PLACEHOLDER = re.compile(r"\$\{\s*([^}]*?)\s*\}")
@@ -28,18 +28,18 @@ def resolve_input(selector: InputSelector, context: dict[str, Any]) -> Any:
         ValueError: a template placeholder holds an invalid path (e.g. `${}`).
     """
     if isinstance(selector, KeySelector):
-        return copy.deepcopy(context.get(selector.key))
+        return copy_json(context.get(selector.key))
     if isinstance(selector, KeysSelector):
-        return {k: copy.deepcopy(context[k]) for k in selector.keys if k in context}
+        return {k: copy_json(context[k]) for k in selector.keys if k in context}
     if isinstance(selector, PathSelector):
         value = get_path(context, selector.path)
-        return None if value is MISSING else copy.deepcopy(value)
+        return None if value is MISSING else copy_json(value)
     if isinstance(selector, TemplateSelector):
         return render_template(selector.template, context)
     if isinstance(selector, FullSelector):
-        return copy.deepcopy(context)
+        return copy_json(context)
     if isinstance(selector, StaticSelector):
-        return copy.deepcopy(selector.value)
+        return copy_json(selector.value)
     raise ValueError(f"unknown selector {selector!r}")
 
 
@@ -54,13 +54,13 @@ def render_template(template: Any, context: dict[str, Any]) -> Any:
         whole = _PLACEHOLDER.fullmatch(template)
         if whole:
             value = _lookup(context, whole.group(1))
-            return None if value is MISSING else copy.deepcopy(value)
+            return None if value is MISSING else copy_json(value)
         return _PLACEHOLDER.sub(lambda m: _as_text(_lookup(context, m.group(1))), template)
     if isinstance(template, dict):
         return {key: render_template(value, context) for key, value in template.items()}
     if isinstance(template, list):
         return [render_template(item, context) for item in template]
-    return copy.deepcopy(template)
+    return copy_json(template)
 
 
 def _lookup(context: dict[str, Any], path: str) -> Any:

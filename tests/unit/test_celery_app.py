@@ -54,12 +54,14 @@ def chain(count: int, **extra: Any) -> dict[str, Any]:
 def make_fm() -> Iterator[Any]:
     apps: list[Celery] = []
 
-    def build(flow: dict[str, Any], **options: Any) -> FlowMonkeyCelery:
+    def build(
+        flow: dict[str, Any], store: MemoryStore | None = None, **options: Any
+    ) -> FlowMonkeyCelery:
         app = Celery(f"test-{len(apps)}", broker="memory://")
         app.conf.task_default_queue = "flowmonkey"
         apps.append(app)
         runtime = Runtime(
-            MemoryStore(),
+            store or MemoryStore(),
             HandlerRegistry([noop, pause]),
             FlowRegistry([flow]),
             options=RuntimeOptions(**options),
@@ -128,6 +130,47 @@ def test_inline_continuation_runs_every_ready_step_without_the_broker(make_fm: A
     assert fm.run_steps(execution_id, 0, "flowmonkey") == "completed"
     assert fm.get(execution_id).step_count == 5  # type: ignore[union-attr]
     assert sent(fm) == []
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def get_execution(self, execution_id: str) -> Any:
+        self.loads += 1
+        return super().get_execution(execution_id)
+
+
+def test_inline_continuation_loads_the_execution_once_per_message(make_fm: Any) -> None:
+    # Each step after the first starts from the execution this worker has just committed.
+    store = CountingStore()
+    fm = make_fm(chain(5), store=store)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    loads = store.loads
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "completed"
+    assert store.loads == loads + 1
+
+
+def test_a_cancel_between_two_inline_steps_stops_the_continuation(make_fm: Any) -> None:
+    fm = make_fm(chain(4))
+    execution_id = fm.start("chain").execution.id
+
+    def cancel_after_s2(event: Any) -> None:
+        if event.data.get("from") == "s2":
+            fm.cancel(execution_id, reason="customer called")
+
+    fm.runtime.engine.on("transition", cancel_after_s2)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "stale"
+
+    execution = fm.get(execution_id)
+    assert execution is not None and execution.status is ExecutionStatus.CANCELLED
+    assert execution.step_count == 2, "s3's result was refused, s4 never ran"
+    completed = [
+        e.step_id for e in fm.runtime.engine.history(execution_id) if e.type == "step.completed"
+    ]
+    assert completed == ["s1", "s2"]
 
 
 def test_with_inline_continuation_off_each_step_is_its_own_message(make_fm: Any) -> None:

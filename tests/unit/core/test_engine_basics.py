@@ -21,6 +21,7 @@ from flowmonkey_celery import (
     Result,
     StepResult,
     SystemClock,
+    VersionConflictError,
     handler,
 )
 
@@ -486,3 +487,81 @@ def test_run_on_a_finished_execution_returns_it_unchanged() -> None:
 def test_engine_refuses_max_steps_below_one() -> None:
     with pytest.raises(ValueError, match="max_steps"):
         Engine(MemoryStore(), HandlerRegistry(), FlowRegistry(), max_steps=0)
+
+
+# -- stepping from the execution this process just committed ------------------------------------
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def get_execution(self, execution_id: str) -> Any:
+        self.loads += 1
+        return super().get_execution(execution_id)
+
+
+def test_step_with_the_known_execution_skips_the_load_and_gives_the_same_result() -> None:
+    store = CountingStore()
+    recorder = Recorder()
+    engine = make_engine(recorder, store=store)
+    execution_id = engine.create("chain").execution.id
+    outcome = engine.step(execution_id, expected_version=0)
+    loads = store.loads
+
+    while not outcome.done:
+        assert outcome.execution is not None and outcome.execution.version == outcome.version
+        outcome = engine.step(
+            execution_id, expected_version=outcome.version, known=outcome.execution
+        )
+
+    assert store.loads == loads, "no step after the first loaded the execution"
+    assert recorder.calls == ["a", "b", "c"]
+    final = engine.get(execution_id)
+    assert final is not None and final.status is ExecutionStatus.COMPLETED
+    assert final.context == {"a": {"step": "a"}, "b": {"step": "b"}, "c": {"step": "c"}}
+    assert [e.step_id for e in engine.history(execution_id) if e.type == "step.completed"] == [
+        "a",
+        "b",
+        "c",
+    ]
+
+
+def test_a_known_execution_changed_meanwhile_is_refused_at_save_and_nothing_is_written() -> None:
+    recorder = Recorder()
+    engine = make_engine(recorder)
+    execution_id = engine.create("chain").execution.id
+    first = engine.step(execution_id, expected_version=0)
+    engine.cancel(execution_id, reason="customer called")  # lands between two steps
+    history_before = engine.history(execution_id)
+
+    with pytest.raises(VersionConflictError):
+        engine.step(execution_id, expected_version=first.version, known=first.execution)
+
+    after = engine.get(execution_id)
+    assert after is not None and after.status is ExecutionStatus.CANCELLED
+    assert "b" not in after.context
+    assert engine.history(execution_id) == history_before
+
+
+def test_the_caller_s_known_execution_is_left_untouched() -> None:
+    engine = make_engine(Recorder())
+    execution_id = engine.create("chain").execution.id
+    first = engine.step(execution_id, expected_version=0)
+    assert first.execution is not None
+    snapshot = first.execution.model_copy(deep=True)
+
+    engine.step(execution_id, expected_version=first.version, known=first.execution)
+
+    assert first.execution == snapshot
+
+
+def test_a_known_execution_of_another_id_is_refused() -> None:
+    engine = make_engine(Recorder())
+    one = engine.create("chain").execution
+    other = engine.create("chain").execution.id
+    with pytest.raises(ValueError, match="is not"):
+        engine.step(other, known=one)
