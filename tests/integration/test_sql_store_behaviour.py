@@ -36,7 +36,7 @@ from flowmonkey_celery import (
     handler,
 )
 from flowmonkey_celery.core.execution import Cancellation, ErrorInfo, TimeoutConfig, WaitKind
-from flowmonkey_celery.errors import StoreUnavailableError
+from flowmonkey_celery.errors import StoreUnavailableError, VersionConflictError
 from flowmonkey_celery.examples import orders
 from flowmonkey_celery.stores.sql import SqlStore
 
@@ -450,37 +450,55 @@ def _terminate_backends(url: str, pid: int | None = None) -> int:
         admin.dispose()
 
 
-def test_a_killed_postgres_connection_is_replaced_without_the_user_noticing(
+def test_a_read_on_a_connection_killed_moments_ago_is_retried_on_a_fresh_one(
     postgres_url: str,
 ) -> None:
-    # Observed behaviour: the pool pings a connection before handing it out
-    # (pool_pre_ping=True by default), so a connection killed between operations is replaced
-    # and the next operation simply succeeds.
+    # The pool checks only connections that sat idle for a while (a ping on every checkout
+    # would cost a round trip per transaction); a read that finds its connection dead is
+    # simply run again on a new one.
     store = SqlStore(postgres_url)
     store.create_execution(make_execution(), now=T0)
     assert _terminate_backends(postgres_url) >= 1
 
     loaded = store.get_execution("ex-1")
+    listed = store.list_events("ex-1")
     store.dispose()
 
     assert loaded == make_execution()
+    assert listed == []
 
 
-def test_without_pre_ping_a_killed_connection_raises_store_unavailable_then_recovers(
+def test_an_idle_connection_killed_meanwhile_is_replaced_before_a_write_uses_it(
     postgres_url: str,
 ) -> None:
-    store = SqlStore(postgres_url, pool_pre_ping=False)
+    # ping_after_idle_seconds=0: every checkout counts as idle, so the liveness check runs.
+    store = SqlStore(postgres_url, ping_after_idle_seconds=0)
+    store.create_execution(make_execution(), now=T0)
+    assert _terminate_backends(postgres_url) >= 1
+
+    saved = store.save_execution(make_execution(step_count=1), expected_version=0)
+    store.dispose()
+
+    assert saved.version == 1
+
+
+def test_a_write_on_a_connection_killed_moments_ago_raises_store_unavailable_then_recovers(
+    postgres_url: str,
+) -> None:
+    # A write is never retried by the store: had it reached the database, a second attempt
+    # could apply it twice. The error says it can be retried; the step task does so.
+    store = SqlStore(postgres_url)
     store.create_execution(make_execution(), now=T0)
     assert _terminate_backends(postgres_url) >= 1
 
     with pytest.raises(StoreUnavailableError) as raised:
-        store.get_execution("ex-1")
-    recovered = store.get_execution("ex-1")
+        store.save_execution(make_execution(step_count=1), expected_version=0)
+    saved = store.save_execution(make_execution(step_count=1), expected_version=0)
     store.dispose()
 
     assert make_url(postgres_url).database in str(raised.value)
     assert "retried" in str(raised.value)
-    assert recovered == make_execution()
+    assert saved.version == 1
 
 
 def test_a_connection_killed_inside_a_save_commits_nothing_and_the_save_can_be_retried(
@@ -492,7 +510,8 @@ def test_a_connection_killed_inside_a_save_commits_nothing_and_the_save_can_be_r
 
     @event.listens_for(store.engine, "before_cursor_execute")
     def kill_before_the_update(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE FM_EXECUTIONS") and not killed:
+        # PostgreSQL saves in one statement (WITH saved AS (UPDATE fm_executions ...) ...)
+        if "UPDATE FM_EXECUTIONS" in statement.upper() and not killed:
             killed.append(_terminate_backends(postgres_url, cursor.connection.get_backend_pid()))
 
     running = make_execution(status=ExecutionStatus.RUNNING, context={"charged": True})
@@ -720,3 +739,57 @@ def test_approval_flow_survives_restarts_while_waiting_for_a_person_a_retry_and_
     assert resumed == ["signal", "retry", "timer"]
     assert [e.type for e in history].count(EventType.IDEMPOTENCY_HIT) == 1
     assert history[-1].type is EventType.EXECUTION_COMPLETED
+
+
+# -- round trips on PostgreSQL -----------------------------------------------------------------
+
+
+def _statements(store: SqlStore) -> list[str]:
+    sent: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    return sent
+
+
+def test_on_postgres_a_save_with_its_events_is_one_statement_and_a_load_one_more(
+    postgres_url: str,
+) -> None:
+    # Each statement is a round trip to the database, and a step makes these two: the save
+    # runs in autocommit as one statement (no BEGIN/COMMIT), the load likewise.
+    store = SqlStore(postgres_url)
+    store.create_execution(make_execution(), now=T0)
+    sent = _statements(store)
+    events_ = [
+        HistoryEvent(execution_id="ex-1", type=EventType.STEP_STARTED, at=T0, step_id="validate"),
+        HistoryEvent(execution_id="ex-1", type=EventType.STEP_COMPLETED, at=T0, step_id="validate"),
+        HistoryEvent(execution_id="ex-1", type=EventType.TRANSITION, at=T0, data={"to": "charge"}),
+    ]
+
+    store.save_execution(make_execution(step_count=1), expected_version=0, events=events_)
+    loaded = store.get_execution("ex-1")
+    listed = store.list_events("ex-1")
+    store.dispose()
+
+    assert len(sent) == 3  # save, load, list
+    assert loaded is not None and loaded.version == 1 and loaded.step_count == 1
+    assert listed == events_, "every event stored, in order"
+
+
+def test_on_postgres_a_stale_one_statement_save_writes_neither_row_nor_events(
+    postgres_url: str,
+) -> None:
+    store = SqlStore(postgres_url)
+    store.create_execution(make_execution(), now=T0)
+    store.save_execution(make_execution(step_count=1), expected_version=0)
+    late = HistoryEvent(execution_id="ex-1", type=EventType.STEP_COMPLETED, at=T0)
+
+    with pytest.raises(VersionConflictError, match="at version 1, expected version 0"):
+        store.save_execution(make_execution(step_count=7), expected_version=0, events=[late])
+
+    loaded = store.get_execution("ex-1")
+    assert loaded is not None and loaded.step_count == 1 and loaded.version == 1
+    assert store.list_events("ex-1") == []
+    store.dispose()

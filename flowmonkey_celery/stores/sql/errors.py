@@ -48,6 +48,15 @@ def translated_errors(database: str, operation: str) -> Iterator[None]:
         ) from exc
 
 
+def lost_connection(error: BaseException) -> bool:
+    """Whether a translated error came from a connection the database had dropped (the pool
+    has discarded it: a new attempt gets a fresh one)."""
+    cause = error.__cause__
+    return isinstance(cause, DisconnectionError) or (
+        isinstance(cause, DBAPIError) and cause.connection_invalidated
+    )
+
+
 def _translate(exc: DBAPIError, database: str, operation: str) -> FlowMonkeyError:
     reason = _reason(exc)
     if any(marker in reason for marker in _MISSING_TABLE) and "fm_" in reason:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -28,11 +28,16 @@ from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
-from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
-from flowmonkey_celery.stores.sql import flow_definitions, migrations
+from flowmonkey_celery.errors import (
+    ErrorCode,
+    ExecutionError,
+    StoreUnavailableError,
+    VersionConflictError,
+)
+from flowmonkey_celery.stores.sql import flow_definitions, migrations, one_trip
 from flowmonkey_celery.stores.sql import triggers as trigger_rows
 from flowmonkey_celery.stores.sql.connection import WRITE, describe, make_engine
-from flowmonkey_celery.stores.sql.errors import translated_errors
+from flowmonkey_celery.stores.sql.errors import lost_connection, translated_errors
 from flowmonkey_celery.stores.sql.rows import (
     event_from_row,
     event_row,
@@ -52,6 +57,7 @@ from flowmonkey_celery.stores.sql.schema import (
 # that time is spent holding the write lock).
 _INSERT_EXECUTION = insert(executions)
 _INSERT_EVENTS = insert(events)
+_GET_EXECUTION = select(executions).where(executions.c.id == bindparam("execution_id"))
 _SAVE_EXECUTION = update(executions).where(
     executions.c.id == bindparam("match_id"),
     executions.c.version == bindparam("match_version"),
@@ -60,6 +66,8 @@ _INSERT_KEY = {
     "postgresql": postgresql.insert(idempotency_keys).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(idempotency_keys).on_conflict_do_nothing(),
 }
+
+T = TypeVar("T")
 
 _LIVE = [s.value for s in ExecutionStatus if s not in TERMINAL_STATUSES]
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
@@ -86,6 +94,9 @@ class SqlStore:
         # turns in this process (a file database queues them with BEGIN IMMEDIATE instead).
         shared = self._dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
         self._turns: AbstractContextManager[Any] = threading.RLock() if shared else nullcontext()
+        # A read that is one statement needs no transaction around it: on PostgreSQL, running
+        # it in autocommit saves the BEGIN and COMMIT round trips.
+        self._autocommit_reads = self._dialect == "postgresql"
 
     def __repr__(self) -> str:
         return f"SqlStore({self.database!r})"
@@ -117,6 +128,25 @@ class SqlStore:
                 connection.execution_options(**WRITE)
             with connection.begin():
                 yield connection
+
+    @contextmanager
+    def _single_statement(self, operation: str) -> Iterator[Connection]:
+        """For one statement, which is atomic on its own: no transaction on PostgreSQL."""
+        if not self._autocommit_reads:
+            with self._transaction(operation, write=False) as conn:
+                yield conn
+            return
+        with translated_errors(self.database, operation), self.engine.connect() as conn:
+            # Flipped on the driver connection rather than through SQLAlchemy's isolation
+            # level, whose reset on check-in costs a round trip of its own.
+            driver = conn.connection.dbapi_connection
+            assert driver is not None
+            driver.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not driver.closed:
+                    driver.autocommit = False
 
     # -- executions -----------------------------------------------------------------------------
 
@@ -176,16 +206,24 @@ class SqlStore:
         return dialect.insert(table).values(values).on_conflict_do_nothing()
 
     def get_execution(self, execution_id: str) -> Execution | None:
-        with self._transaction("load execution", write=False) as conn:
-            return self._get(conn, execution_id)
+        return self._read("load execution", lambda conn: self._get(conn, execution_id))
+
+    def _read(self, operation: str, read: Callable[[Connection], T]) -> T:
+        """Run a one-statement read; if the pooled connection turns out to be dead (the
+        database restarted, or closed it), run it once more on a fresh one. Only reads are
+        retried like this: a write that lost its connection may or may not have committed."""
+        try:
+            with self._single_statement(operation) as conn:
+                return read(conn)
+        except StoreUnavailableError as exc:
+            if not lost_connection(exc):
+                raise
+        with self._single_statement(operation) as conn:
+            return read(conn)
 
     @staticmethod
     def _get(conn: Connection, execution_id: str) -> Execution | None:
-        row = (
-            conn.execute(select(executions).where(executions.c.id == execution_id))
-            .mappings()
-            .first()
-        )
+        row = conn.execute(_GET_EXECUTION, {"execution_id": execution_id}).mappings().first()
         return execution_from_row(row) if row else None
 
     def save_execution(
@@ -195,20 +233,32 @@ class SqlStore:
         row = execution_row(stored)
         del row["id"]
         row.update(match_id=execution.id, match_version=expected_version)
+        if self._dialect == "postgresql":
+            with self._single_statement("save execution") as conn:
+                statement = one_trip.save_statement(len(events))
+                parameters = one_trip.save_parameters(row, [event_row(e) for e in events])
+                if conn.execute(statement, parameters).scalar_one() != 1:
+                    raise self._conflict(conn, execution.id, expected_version)
+            return stored
         with self._transaction("save execution") as conn:
-            result = conn.execute(_SAVE_EXECUTION, row)
-            if result.rowcount != 1:
-                current = conn.execute(
-                    select(executions.c.version).where(executions.c.id == execution.id)
-                ).scalar()
-                found = "missing" if current is None else f"at version {current}"
-                raise VersionConflictError(
-                    f"execution {execution.id} is {found}, expected version {expected_version}; "
-                    "it changed since it was loaded",
-                    details={"execution_id": execution.id, "expected_version": expected_version},
-                )
+            if conn.execute(_SAVE_EXECUTION, row).rowcount != 1:
+                raise self._conflict(conn, execution.id, expected_version)
             self._insert_events(conn, events)
         return stored
+
+    @staticmethod
+    def _conflict(
+        conn: Connection, execution_id: str, expected_version: int
+    ) -> VersionConflictError:
+        current = conn.execute(
+            select(executions.c.version).where(executions.c.id == execution_id)
+        ).scalar()
+        found = "missing" if current is None else f"at version {current}"
+        return VersionConflictError(
+            f"execution {execution_id} is {found}, expected version {expected_version}; "
+            "it changed since it was loaded",
+            details={"execution_id": execution_id, "expected_version": expected_version},
+        )
 
     # -- history --------------------------------------------------------------------------------
 
@@ -223,8 +273,10 @@ class SqlStore:
 
     def list_events(self, execution_id: str) -> list[HistoryEvent]:
         query = select(events).where(events.c.execution_id == execution_id).order_by(events.c.seq)
-        with self._transaction("list events", write=False) as conn:
-            return [event_from_row(row) for row in conn.execute(query).mappings()]
+        return self._read(
+            "list events",
+            lambda conn: [event_from_row(row) for row in conn.execute(query).mappings()],
+        )
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -390,8 +442,10 @@ class SqlStore:
         )
 
     def _fetch(self, query: Select[Any], operation: str) -> list[Execution]:
-        with self._transaction(operation, write=False) as conn:
-            return [execution_from_row(row) for row in conn.execute(query).mappings()]
+        return self._read(
+            operation,
+            lambda conn: [execution_from_row(row) for row in conn.execute(query).mappings()],
+        )
 
     def _claim(self, query: Select[Any], values: dict[str, Any], operation: str) -> list[Execution]:
         if self._dialect == "postgresql":
