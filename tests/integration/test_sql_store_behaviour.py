@@ -754,28 +754,73 @@ def _statements(store: SqlStore) -> list[str]:
     return sent
 
 
+def _step_events(step_id: str) -> list[HistoryEvent]:
+    return [
+        HistoryEvent(execution_id="ex-1", type=EventType.STEP_STARTED, at=T0, step_id=step_id),
+        HistoryEvent(execution_id="ex-1", type=EventType.STEP_COMPLETED, at=T0, step_id=step_id),
+        HistoryEvent(execution_id="ex-1", type=EventType.TRANSITION, at=T0, data={"to": "x"}),
+    ]
+
+
 def test_on_postgres_a_save_with_its_events_is_one_statement_and_a_load_one_more(
     postgres_url: str,
 ) -> None:
     # Each statement is a round trip to the database, and a step makes these two: the save
-    # runs in autocommit as one statement (no BEGIN/COMMIT), the load likewise.
+    # runs in autocommit as one prepared statement (no BEGIN/COMMIT), the load likewise.
     store = SqlStore(postgres_url)
     store.create_execution(make_execution(), now=T0)
+    first, second = _step_events("validate"), _step_events("charge")
     sent = _statements(store)
-    events_ = [
-        HistoryEvent(execution_id="ex-1", type=EventType.STEP_STARTED, at=T0, step_id="validate"),
-        HistoryEvent(execution_id="ex-1", type=EventType.STEP_COMPLETED, at=T0, step_id="validate"),
-        HistoryEvent(execution_id="ex-1", type=EventType.TRANSITION, at=T0, data={"to": "charge"}),
-    ]
+    store.save_execution(make_execution(step_count=1), expected_version=0, events=first)
+    assert [s.split()[0] for s in sent] == ["PREPARE", "EXECUTE"], "prepared on first use"
+    sent.clear()
 
-    store.save_execution(make_execution(step_count=1), expected_version=0, events=events_)
+    store.save_execution(make_execution(step_count=2), expected_version=1, events=second)
     loaded = store.get_execution("ex-1")
     listed = store.list_events("ex-1")
     store.dispose()
 
     assert len(sent) == 3  # save, load, list
-    assert loaded is not None and loaded.version == 1 and loaded.step_count == 1
-    assert listed == events_, "every event stored, in order"
+    assert loaded is not None and loaded.version == 2 and loaded.step_count == 2
+    assert listed == first + second, "every event stored, in order"
+
+
+def test_on_postgres_a_save_whose_prepared_statement_was_discarded_prepares_it_again(
+    postgres_url: str,
+) -> None:
+    # A connection pooler may run DISCARD ALL between two uses of a server connection.
+    store = SqlStore(postgres_url, pool_size=1)
+    store.create_execution(make_execution(), now=T0)
+    store.save_execution(make_execution(step_count=1), expected_version=0, events=[])
+    with store.engine.connect() as connection:
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+
+    saved = store.save_execution(make_execution(step_count=2), expected_version=1, events=[])
+    loaded = store.get_execution("ex-1")
+    store.dispose()
+
+    assert saved.version == 2
+    assert loaded is not None and loaded.step_count == 2
+
+
+def test_on_postgres_without_prepared_statements_saves_are_transactions_that_behave_the_same(
+    postgres_url: str,
+) -> None:
+    store = SqlStore(postgres_url, prepared_statements=False)
+    store.create_execution(make_execution(), now=T0)
+    sent = _statements(store)
+    written = _step_events("a")
+    store.save_execution(make_execution(step_count=1), expected_version=0, events=written)
+    with pytest.raises(VersionConflictError):
+        store.save_execution(make_execution(step_count=9), expected_version=0)
+    loaded = store.get_execution("ex-1")
+    listed = store.list_events("ex-1")
+    store.dispose()
+
+    assert not any(s.startswith(("PREPARE", "EXECUTE")) for s in sent)
+    assert loaded is not None and loaded.step_count == 1 and loaded.version == 1
+    assert listed == written
 
 
 def test_on_postgres_a_stale_one_statement_save_writes_neither_row_nor_events(

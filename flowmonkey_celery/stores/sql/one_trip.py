@@ -1,71 +1,114 @@
-"""PostgreSQL: a step's save (compare-and-set of the execution row plus its history events) as
-one statement, run in autocommit, so it costs one round trip instead of four (BEGIN, UPDATE,
-INSERT, COMMIT). A single statement is atomic: either the row and all events are written, or
-(version mismatch) nothing is.
+"""PostgreSQL: the save every step makes (compare-and-set of the execution row plus its
+history events) as one prepared statement, run in autocommit: one round trip instead of four
+(BEGIN, UPDATE, INSERT, COMMIT), and no parsing or planning of a 100-parameter statement on
+either side after the first time a connection runs it. One statement is atomic: either the row
+and all its events are written, or (version mismatch) nothing is.
 
-    WITH saved AS (UPDATE fm_executions SET ... WHERE id = :match_id AND version = :match_version
-                   RETURNING 1),
-         written AS (INSERT INTO fm_events (...) SELECT ... FROM (VALUES (...), ...) AS v (...)
+    PREPARE fm_save_3 AS
+    WITH saved AS (UPDATE fm_executions SET ... WHERE id = $29 AND version = $30 RETURNING 1),
+         written AS (INSERT INTO fm_events (...) SELECT * FROM (VALUES (...), ...) AS v (...)
                      WHERE EXISTS (SELECT 1 FROM saved))
     SELECT count(*) FROM saved
 
 Events go in with one multi-row INSERT, as the transactional path writes them, so their `seq`
-follows their order in the list.
+follows their order in the list. Each connection prepares a statement the first time it needs
+it (one per number of events); if the server has forgotten it (a pooler's DISCARD ALL), it is
+prepared again.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, text
-from sqlalchemy.dialects.postgresql import psycopg2 as postgresql_psycopg2
+from sqlalchemy import Column, Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 
 from flowmonkey_celery.stores.sql.schema import events, executions
 
-_DIALECT = postgresql_psycopg2.dialect()  # type: ignore[no-untyped-call]
 _EXECUTION_COLUMNS = [c for c in executions.columns if c.name != "id"]
 _EVENT_COLUMNS = [c for c in events.columns if c.name != "seq"]
+_PREPARED = "flowmonkey_prepared"  # key in the pooled connection's info: names prepared there
+_UNKNOWN_STATEMENT = "26000"  # invalid_sql_statement_name: "prepared statement ... does not exist"
 
 
-def _sql_type(column: Any) -> str:
-    return str(column.type.compile(dialect=_DIALECT))
+class OneTripSaves:
+    """Prepared saves on one PostgreSQL dialect."""
 
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._execution_values = [(c.name, _bind(c, dialect)) for c in _EXECUTION_COLUMNS]
+        self._event_values = [(c.name, _bind(c, dialect)) for c in _EVENT_COLUMNS]
 
-@lru_cache(maxsize=32)
-def save_statement(event_count: int) -> TextClause:
-    """The statement for a save with `event_count` events (built once per count)."""
-    assignments = ", ".join(f'"{c.name}" = :{c.name}' for c in _EXECUTION_COLUMNS)
-    sql = (
-        f"WITH saved AS (UPDATE {executions.name} SET {assignments} "
-        "WHERE id = :match_id AND version = :match_version RETURNING 1)"
-    )
-    binds = [bindparam(c.name, type_=c.type) for c in _EXECUTION_COLUMNS]
-    binds += [bindparam("match_id"), bindparam("match_version")]
-    if event_count:
-        names = ", ".join(f'"{c.name}"' for c in _EVENT_COLUMNS)
-        # VALUES rows carry no column types of their own: each value is cast explicitly.
-        rows = ", ".join(
-            "(" + ", ".join(f"CAST(:e{i}_{c.name} AS {_sql_type(c)})" for c in _EVENT_COLUMNS) + ")"
-            for i in range(event_count)
+    def save(
+        self,
+        conn: Connection,
+        row: dict[str, Any],
+        match_id: str,
+        match_version: int,
+        event_rows: Sequence[dict[str, Any]],
+    ) -> bool:
+        """Run the save on `conn` (in autocommit); False if the version did not match."""
+        values: list[Any] = [convert(row[name]) for name, convert in self._execution_values]
+        values += [match_id, match_version]
+        for event in event_rows:
+            values += [convert(event[name]) for name, convert in self._event_values]
+        name = f"fm_save_{len(event_rows)}"
+        execute = f"EXECUTE {name} ({', '.join(['%s'] * len(values))})"
+        self._prepare(conn, name, len(event_rows))
+        try:
+            saved = conn.exec_driver_sql(execute, tuple(values)).scalar_one()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) != _UNKNOWN_STATEMENT:
+                raise
+            conn.info.pop(_PREPARED, None)
+            self._prepare(conn, name, len(event_rows))
+            saved = conn.exec_driver_sql(execute, tuple(values)).scalar_one()
+        return bool(saved == 1)
+
+    def _prepare(self, conn: Connection, name: str, event_count: int) -> None:
+        prepared: set[str] = conn.info.setdefault(_PREPARED, set())
+        if name not in prepared:
+            conn.exec_driver_sql(f"PREPARE {name} AS {self._statement(event_count)}")
+            prepared.add(name)
+
+    def _statement(self, event_count: int) -> str:
+        count = len(_EXECUTION_COLUMNS)
+        assignments = ", ".join(f'"{c.name}" = ${n}' for n, c in enumerate(_EXECUTION_COLUMNS, 1))
+        sql = (
+            f"WITH saved AS (UPDATE {executions.name} SET {assignments} "
+            f"WHERE id = ${count + 1} AND version = ${count + 2} RETURNING 1)"
         )
-        sql += (
-            f", written AS (INSERT INTO {events.name} ({names}) SELECT * FROM (VALUES {rows}) "
-            f"AS v ({names}) WHERE EXISTS (SELECT 1 FROM saved))"
-        )
-        binds += [
-            bindparam(f"e{i}_{c.name}", type_=c.type)
-            for i in range(event_count)
-            for c in _EVENT_COLUMNS
-        ]
-    return text(sql + " SELECT count(*) FROM saved").bindparams(*binds)
+        if event_count:
+            names = ", ".join(f'"{c.name}"' for c in _EVENT_COLUMNS)
+            first = count + 3
+            width = len(_EVENT_COLUMNS)
+            # VALUES rows carry no column types of their own: each parameter is cast.
+            rows = ", ".join(
+                "("
+                + ", ".join(
+                    f"CAST(${first + i * width + j} AS {self._sql_type(c)})"
+                    for j, c in enumerate(_EVENT_COLUMNS)
+                )
+                + ")"
+                for i in range(event_count)
+            )
+            sql += (
+                f", written AS (INSERT INTO {events.name} ({names}) SELECT * FROM (VALUES {rows}) "
+                f"AS v ({names}) WHERE EXISTS (SELECT 1 FROM saved))"
+            )
+        return sql + " SELECT count(*) FROM saved"
+
+    def _sql_type(self, column: Column[Any]) -> str:
+        return str(column.type.compile(dialect=self._dialect))
 
 
-def save_parameters(row: dict[str, Any], event_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Parameters for `save_statement(len(event_rows))`; `row` already holds match_id and
-    match_version."""
-    parameters = dict(row)
-    for i, event in enumerate(event_rows):
-        for column in _EVENT_COLUMNS:
-            parameters[f"e{i}_{column.name}"] = event[column.name]
-    return parameters
+def _bind(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    """The column type's own conversion of a Python value for the driver (JSON documents to
+    text, datetimes to UTC), as SQLAlchemy applies it to compiled statements."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value

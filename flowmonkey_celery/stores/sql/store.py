@@ -81,12 +81,18 @@ class SqlStore:
     Args:
         url: a database URL (`postgresql+psycopg2://user@host/db`, `sqlite:///flowmonkey.db`)
             or an existing SQLAlchemy `Engine`.
-        **engine_options: passed to `create_engine` when a URL is given.
+        prepared_statements: on PostgreSQL, save each step as one server-side prepared
+            statement (one round trip). Pass False behind a connection pooler that cannot keep
+            prepared statements, such as PgBouncer before 1.21 in transaction mode.
+        **engine_options: passed to `create_engine` when a URL is given (plus
+            `ping_after_idle_seconds`, see `connection.make_engine`).
 
     Call `migrate()` once per deploy (or let the embedded default do it) before use.
     """
 
-    def __init__(self, url: str | URL | Engine, **engine_options: Any) -> None:
+    def __init__(
+        self, url: str | URL | Engine, *, prepared_statements: bool = True, **engine_options: Any
+    ) -> None:
         self.engine: Engine = url if isinstance(url, Engine) else make_engine(url, **engine_options)
         self.database = describe(self.engine.url)
         self._dialect = self.engine.dialect.name
@@ -97,6 +103,14 @@ class SqlStore:
         # A read that is one statement needs no transaction around it: on PostgreSQL, running
         # it in autocommit saves the BEGIN and COMMIT round trips.
         self._autocommit_reads = self._dialect == "postgresql"
+        # PostgreSQL saves as one prepared statement (see one_trip.py). Turn it off behind a
+        # pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction
+        # mode): saves then take a transaction of four round trips.
+        self._one_trip = (
+            one_trip.OneTripSaves(self.engine.dialect)
+            if self._dialect == "postgresql" and prepared_statements
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"SqlStore({self.database!r})"
@@ -233,11 +247,12 @@ class SqlStore:
         row = execution_row(stored)
         del row["id"]
         row.update(match_id=execution.id, match_version=expected_version)
-        if self._dialect == "postgresql":
+        if self._one_trip is not None:
             with self._single_statement("save execution") as conn:
-                statement = one_trip.save_statement(len(events))
-                parameters = one_trip.save_parameters(row, [event_row(e) for e in events])
-                if conn.execute(statement, parameters).scalar_one() != 1:
+                match_id = row.pop("match_id")
+                match_version = row.pop("match_version")
+                event_rows = [event_row(e) for e in events]
+                if not self._one_trip.save(conn, row, match_id, match_version, event_rows):
                     raise self._conflict(conn, execution.id, expected_version)
             return stored
         with self._transaction("save execution") as conn:
