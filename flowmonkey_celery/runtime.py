@@ -50,6 +50,8 @@ class RuntimeOptions:
 
     Attributes:
         queue: the default queue for step messages (flows and steps may name their own).
+        tick_queue: the queue of the beat's tick messages (None: "<queue>.tick"); a worker
+            that consumes `queue` consumes it too (see `tick_queue_name`).
         tick_seconds: period of the beat's tick (wakes, timeouts, stalled executions, cron).
         lease: a pending or running execution with no committed progress for this long is
             presumed stalled and re-sent; it must exceed your slowest step.
@@ -62,6 +64,7 @@ class RuntimeOptions:
     """
 
     queue: str = "flowmonkey"
+    tick_queue: str | None = None
     tick_seconds: float = 1.0
     lease: timedelta = timedelta(minutes=5)
     inline_steps: int = 50
@@ -72,10 +75,17 @@ class RuntimeOptions:
     # and the hard limit (the worker process running it is killed).
     hard_limit_grace_seconds: float = 10.0
 
+    @property
+    def tick_queue_name(self) -> str:
+        """Where ticks go. Not the step queue by default: a tick queued behind a backlog of
+        steps would wait for all of them, and expire unrun if that takes ten tick periods."""
+        return self.tick_queue or f"{self.queue}.tick"
+
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeOptions:
         return cls(
             queue=settings.queue,
+            tick_queue=settings.tick_queue,
             tick_seconds=settings.tick_seconds,
             lease=timedelta(seconds=settings.lease_seconds),
             inline_steps=settings.inline_steps,

@@ -25,6 +25,9 @@ class Settings(BaseModel):
     handlers: tuple[str, ...] = ()
     home: Path = Path(".flowmonkey")
     queue: str = "flowmonkey"
+    # The beat's tick gets a queue of its own (default "<queue>.tick"), so that a backlog of
+    # steps never holds it up; workers consuming `queue` consume it too.
+    tick_queue: str | None = None
     tick_seconds: float = 1.0
     lease_seconds: float = 300.0
     inline_steps: int = 50
@@ -37,8 +40,8 @@ class Settings(BaseModel):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read `FLOWMONKEY_DATABASE_URL, FLOWMONKEY_BROKER_URL, FLOWMONKEY_REDIS_URL,
         FLOWMONKEY_FLOWS, FLOWMONKEY_HANDLERS` (comma-separated modules), `FLOWMONKEY_HOME`, and
-        the tuning knobs `FLOWMONKEY_QUEUE, FLOWMONKEY_TICK_SECONDS, FLOWMONKEY_LEASE_SECONDS,
-        FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS`.
+        the tuning knobs `FLOWMONKEY_QUEUE, FLOWMONKEY_TICK_QUEUE, FLOWMONKEY_TICK_SECONDS,
+        FLOWMONKEY_LEASE_SECONDS, FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS`.
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.
@@ -55,6 +58,7 @@ class Settings(BaseModel):
             field: value(field.upper())
             for field in (
                 "queue",
+                "tick_queue",
                 "tick_seconds",
                 "lease_seconds",
                 "inline_steps",

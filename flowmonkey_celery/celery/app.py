@@ -98,11 +98,17 @@ class FlowMonkeyCelery:
             "task": TICK_TASK,
             "schedule": timedelta(seconds=self.options.tick_seconds),
             # A tick nobody ran in time is worthless: the next one does the same work.
-            "options": {"queue": self.options.queue, "expires": self.options.tick_seconds * 10},
+            "options": {
+                "queue": self.options.tick_queue_name,
+                "expires": self.options.tick_seconds * 10,
+            },
         }
         app.conf.beat_schedule = schedule
-        signals.celeryd_after_setup.connect(self._remember_queues, weak=False)
-        signals.worker_process_init.connect(self._after_fork, weak=False)
+        _route_first(app, TICK_TASK, self.options.tick_queue_name)
+        # Weak references: the receivers go with this instance (kept alive by its tasks,
+        # registered on the app) instead of piling up in Celery's process-wide signals.
+        signals.celeryd_after_setup.connect(self._remember_queues)
+        signals.worker_process_init.connect(self._after_fork)
         install_celery_task_steps(self)
 
     @classmethod
@@ -298,16 +304,29 @@ class FlowMonkeyCelery:
     # -- worker lifecycle -----------------------------------------------------------------------
 
     def _remember_queues(self, sender: Any = None, instance: Any = None, **_: Any) -> None:
-        try:
-            self.consumed_queues = set(instance.app.amqp.queues.consume_from)
-        except AttributeError:
-            self.consumed_queues = set()
+        """At worker start: a worker that consumes the step queue consumes the tick queue too
+        (so `-Q celery,flowmonkey` is enough), and the queues it consumes are remembered."""
+        if getattr(instance, "app", None) is not self.app:
+            return  # another app's worker in this process
+        queues = instance.app.amqp.queues
+        tick_queue = self.options.tick_queue_name
+        if self.options.queue in queues.consume_from and tick_queue not in queues.consume_from:
+            queues.select_add(tick_queue)
+            log.info("flowmonkey: this worker also consumes the tick queue %r", tick_queue)
+        self.consumed_queues = set(queues.consume_from)
 
     def _after_fork(self, **_: Any) -> None:
         # Pooled database connections must not be shared with the parent process.
         dispose = getattr(self.runtime.store, "engine", None)
         if dispose is not None:
             dispose.dispose(close=False)
+
+
+def _route_first(app: Celery, task_name: str, queue: str) -> None:
+    """Route `task_name` to `queue` ahead of the app's own `task_routes`, which are kept."""
+    routes = app.conf.task_routes
+    existing = tuple(routes) if isinstance(routes, list | tuple) else (routes,) if routes else ()
+    app.conf.task_routes = ({task_name: {"queue": queue}}, *existing)
 
 
 def make_app(settings: Settings, name: str = "flowmonkey") -> Celery:

@@ -265,7 +265,7 @@ class FlowMonkeyCluster:
 
     def close(self) -> None:
         """kill -9 every process still running (the test is over: a warm shutdown would only
-        cost seconds), close the client, delete the queue; each step runs even if an earlier
+        cost seconds), close the client, delete the queues; each step runs even if an earlier
         one failed."""
         errors: list[str] = []
         for process in reversed(self.processes):
@@ -282,7 +282,9 @@ class FlowMonkeyCluster:
         except Exception as exc:
             errors.append(f"closing the client: {exc!r}")
         if self.broker is not None:
-            delete_queue(BROKER_URLS[self.broker], self.queue)
+            tick_queue = self.settings_env.get("FLOWMONKEY_TICK_QUEUE", f"{self.queue}.tick")
+            for queue in (self.queue, tick_queue):
+                delete_queue(BROKER_URLS[self.broker], queue)
         if errors:
             raise AssertionError("; ".join(errors))
 

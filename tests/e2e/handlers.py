@@ -74,3 +74,10 @@ def stubborn(params: HandlerParams) -> StepResult:
             if params.input.get("mode") != "hard":
                 raise
     return Result.success({"finished": True})
+
+
+@handler("e2e-sleep")
+def sleep(params: HandlerParams) -> StepResult:
+    """config.ms of blocking work (a slow HTTP call, say): holds the worker process."""
+    time.sleep(float(params.config["ms"]) / 1000)
+    return Result.success()

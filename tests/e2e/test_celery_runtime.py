@@ -148,6 +148,38 @@ def test_a_two_second_wait_resumes_within_two_seconds_plus_one_tick(
     assert [e.step_id for e in completions(events)] == ["before", "pause", "after"]
 
 
+def test_a_backlog_of_steps_does_not_hold_up_the_tick(cluster: FlowMonkeyCluster) -> None:
+    # The tick has a queue of its own, which every flowmonkey worker also consumes. Queued
+    # behind the steps, each tick would wait for the whole backlog and expire unrun (a tick
+    # nobody ran in time is dropped): no wait would wake, no deadline be enforced and no cron
+    # fire until the backlog drained.
+    cluster.start_worker()
+    cluster.start_beat()
+    # 300 steps of 50 ms on two processes: about 7.5 s of work queued in front of anything
+    # sent after them.
+    backlog = [cluster.client.start("e2e-slow").execution.id for _ in range(300)]
+    late = cluster.client.start("e2e-slow", timeout={"execution_timeout_ms": 1000}).execution
+    cluster.wait_finished([late.id, *backlog], timeout=120)
+
+    # Its step message was still behind the backlog when its deadline passed: only the tick
+    # could cancel it, and did so on time.
+    execution = cluster.client.get(late.id)
+    assert execution is not None
+    assert execution.status is ExecutionStatus.CANCELLED
+    assert execution.error is not None and execution.error.code == "EXECUTION_TIMEOUT"
+    (cancelled,) = [e for e in history(cluster, late.id) if e.type is EventType.EXECUTION_CANCELLED]
+    deadline = late.created_at + timedelta(seconds=1)
+    assert cancelled.at <= deadline + timedelta(seconds=TICK_SECONDS + SCHEDULING_MARGIN_SECONDS)
+    # ...while the backlog was still being worked through.
+    last_done = max(
+        e.at
+        for backlog_id in backlog
+        for e in history(cluster, backlog_id)
+        if e.type is EventType.EXECUTION_COMPLETED
+    )
+    assert last_done > cancelled.at + timedelta(seconds=1)
+
+
 def test_a_one_hour_wait_survives_a_restart_of_worker_and_beat(
     cluster: FlowMonkeyCluster, tmp_path: Path
 ) -> None:

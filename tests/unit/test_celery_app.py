@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from celery import Celery
+from celery import Celery, signals
 
 from flowmonkey_celery import (
     ExecutionStatus,
@@ -105,6 +105,58 @@ def test_the_tick_joins_an_existing_beat_schedule(make_fm: Any) -> None:
     assert set(app.conf.beat_schedule) == {"nightly-report", "flowmonkey-tick"}
     assert app.conf.beat_schedule["flowmonkey-tick"]["schedule"] == timedelta(seconds=1)
     app.close()
+
+
+def test_ticks_have_a_queue_of_their_own(make_fm: Any) -> None:
+    fm = make_fm(chain(1))
+    assert fm.app.conf.beat_schedule["flowmonkey-tick"]["options"]["queue"] == "flowmonkey.tick"
+    fm.tick_task.delay()  # sent by hand, it takes the same route
+    assert len(sent(fm, "flowmonkey.tick")) == 1
+    assert sent(fm, "flowmonkey") == []
+
+    # An app's own routes stay as they were.
+    app = Celery("existing-routes", broker="memory://")
+    app.conf.task_routes = {"reports.*": {"queue": "reports"}}
+    runtime = Runtime(MemoryStore(), HandlerRegistry([noop]), FlowRegistry([chain(1)]))
+    FlowMonkeyCelery(app, runtime)
+    assert app.amqp.router.route({}, "reports.nightly")["queue"].name == "reports"
+    assert app.amqp.router.route({}, "flowmonkey.tick")["queue"].name == "flowmonkey.tick"
+    app.close()
+
+    named = make_fm(chain(1), queue="orders", tick_queue="orders-timers")
+    assert named.app.conf.beat_schedule["flowmonkey-tick"]["options"]["queue"] == "orders-timers"
+    assert make_fm(chain(1), queue="orders").options.tick_queue_name == "orders.tick"
+
+
+def start_worker_setup(fm: FlowMonkeyCelery, queues: list[str] | None) -> set[str]:
+    """What Celery does when `celery worker [-Q queues]` starts (before consuming): select
+    the queues, then send celeryd_after_setup. Returns the queues the worker will consume."""
+    worker = fm.app.WorkController(queues=queues, pool_cls="solo", hostname="w@test")
+    signals.celeryd_after_setup.send(sender="w@test", instance=worker, conf=fm.app.conf)
+    return set(fm.app.amqp.queues.consume_from)
+
+
+@pytest.mark.parametrize(
+    ("queues", "consumed"),
+    [
+        (None, {"flowmonkey", "flowmonkey.tick"}),  # `celery worker`: the default queue
+        (["celery", "flowmonkey"], {"celery", "flowmonkey", "flowmonkey.tick"}),
+        (["payments"], {"payments"}),  # a dedicated worker for routed steps: no ticks
+    ],
+)
+def test_a_worker_consuming_the_step_queue_consumes_the_tick_queue_too(
+    make_fm: Any, queues: list[str] | None, consumed: set[str]
+) -> None:
+    fm = make_fm(chain(1))
+    assert start_worker_setup(fm, queues) == consumed
+    assert fm.consumed_queues == consumed
+
+
+def test_another_apps_worker_in_the_same_process_is_left_alone(make_fm: Any) -> None:
+    ours, theirs = make_fm(chain(1)), make_fm(chain(1), queue="other")
+    start_worker_setup(theirs, ["other"])
+    assert ours.consumed_queues == set()
+    assert set(theirs.app.amqp.queues.consume_from) == {"other", "other.tick"}
 
 
 def test_start_commits_then_enqueues_one_message_for_version_zero(make_fm: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowmonkey_celery.runtime import RuntimeOptions
 from flowmonkey_celery.settings import Settings
 
 
@@ -41,3 +42,13 @@ def test_blank_variables_count_as_unset() -> None:
     settings = Settings.from_env({"FLOWMONKEY_DATABASE_URL": "  ", "FLOWMONKEY_HANDLERS": ""})
     assert settings.embedded
     assert settings.handlers == ()
+
+
+def test_the_tick_queue_follows_the_step_queue_unless_named() -> None:
+    def tick_queue(environ: dict[str, str]) -> str:
+        return RuntimeOptions.from_settings(Settings.from_env(environ)).tick_queue_name
+
+    assert tick_queue({}) == "flowmonkey.tick"
+    assert tick_queue({"FLOWMONKEY_QUEUE": "orders"}) == "orders.tick"
+    named = {"FLOWMONKEY_QUEUE": "orders", "FLOWMONKEY_TICK_QUEUE": "timers"}
+    assert tick_queue(named) == "timers"
