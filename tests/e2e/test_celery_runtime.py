@@ -277,11 +277,20 @@ def test_the_embedded_default_runs_a_flow_with_worker_and_beat_and_no_servers(
         embedded_cluster.client.start("e2e-five", {"calls_file": str(calls)}).execution.id
         for _ in range(3)
     ]
-    embedded_cluster.wait_finished(ids, timeout=90)
+    # A deadline only the beat's tick enforces: ticks reach the worker on this broker too.
+    timed = embedded_cluster.client.start(
+        "e2e-hour-wait",
+        {"calls_file": str(tmp_path / "waits.txt")},
+        timeout={"execution_timeout_ms": 1000},
+    ).execution.id
+    embedded_cluster.wait_finished([*ids, timed], timeout=90)
 
     for execution_id in ids:
         assert_completed_five_steps(embedded_cluster, execution_id)
     assert len(lines(calls)) == 15
+    cancelled = embedded_cluster.client.get(timed)
+    assert cancelled is not None and cancelled.status is ExecutionStatus.CANCELLED
+    assert cancelled.error is not None and cancelled.error.code == "EXECUTION_TIMEOUT"
     home = embedded_cluster.home
     assert (home / "flowmonkey.db").exists()
     assert (home / "broker.db").exists()
