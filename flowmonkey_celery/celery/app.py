@@ -160,10 +160,18 @@ class FlowMonkeyCelery:
         self._send(execution.id, execution.version, step, countdown=countdown)
 
     def _send(
-        self, execution_id: str, version: int, step: Step | None, *, countdown: float | None = None
+        self,
+        execution_id: str,
+        version: int,
+        step: Step | None,
+        *,
+        countdown: float | None = None,
+        time_limits: bool = True,
     ) -> None:
+        """Send the step message for `version`, to `step`'s queue, with `step`'s time limits
+        unless the message will only wake the execution (`time_limits=False`)."""
         options: dict[str, Any] = {"queue": self._queue_for(step)}
-        if step is not None and step.timeout_ms:
+        if time_limits and step is not None and step.timeout_ms:
             soft = step.timeout_ms / 1000.0
             options.update(
                 soft_time_limit=soft,
@@ -193,12 +201,19 @@ class FlowMonkeyCelery:
     def _step_task(self, task: Task, execution_id: str, version: int) -> str:
         delivery = getattr(task.request, "delivery_info", None) or {}
         current_queue = delivery.get("routing_key") or self.options.queue
-        return self.run_steps(execution_id, version, current_queue)
+        time_limited = any(getattr(task.request, "timelimit", None) or ())
+        return self.run_steps(execution_id, version, current_queue, time_limited=time_limited)
 
-    def run_steps(self, execution_id: str, version: int, current_queue: str) -> str:
+    def run_steps(
+        self, execution_id: str, version: int, current_queue: str, *, time_limited: bool = False
+    ) -> str:
         """Run the step `version` expects, then, while the next step is ready now, routed to a
         queue this worker consumes and within the inline bounds, the ones after it. Each step
-        is its own committed transaction, so a crash anywhere leaves a recoverable state."""
+        is its own committed transaction, so a crash anywhere leaves a recoverable state.
+
+        A message with time limits (`time_limited`: a step with timeout_ms) runs its own step
+        only: Celery's limits cover the whole message, so a step inlined after it would be
+        interrupted by a limit that was never its own."""
         engine = self.runtime.engine
         deadline = time.monotonic() + self.options.inline_ms / 1000.0
         steps_run = 0
@@ -218,10 +233,15 @@ class FlowMonkeyCelery:
                 return outcome.status.value
             if outcome.status is ExecutionStatus.WAITING:
                 if outcome.outcome is not None and outcome.wake_at is not None:
-                    self._countdown_if_short(execution_id, outcome.version, outcome.wake_at)
+                    waiting_step = self._step_of(
+                        outcome.flow_id, outcome.flow_version, outcome.next_step_id
+                    )
+                    self._countdown_if_short(
+                        execution_id, outcome.version, outcome.wake_at, waiting_step
+                    )
                 return "waiting"
             step = self._step_of(outcome.flow_id, outcome.flow_version, outcome.next_step_id)
-            if self._may_inline(step, current_queue, steps_run, deadline):
+            if not time_limited and self._may_inline(step, current_queue, steps_run, deadline):
                 version, known = outcome.version, outcome.execution
                 continue
             self._send(execution_id, outcome.version, step)
@@ -237,10 +257,17 @@ class FlowMonkeyCelery:
             return False
         return steps_run < self.options.inline_steps and time.monotonic() < deadline
 
-    def _countdown_if_short(self, execution_id: str, version: int, wake_at: Any) -> None:
+    def _countdown_if_short(
+        self, execution_id: str, version: int, wake_at: Any, waiting_step: Step | None
+    ) -> None:
+        """A latency shortcut for a short wait: a message due at `wake_at` that commits the
+        wake (the step it leads to then runs inline or gets its own message, limits and all),
+        sent to the waiting step's queue. The tick's sweep remains the guarantee."""
         delay = (wake_at - self.runtime.clock.now()).total_seconds()
         if delay <= self.options.short_wait.total_seconds():
-            self._send(execution_id, version, None, countdown=max(delay, 0.0))
+            self._send(
+                execution_id, version, waiting_step, countdown=max(delay, 0.0), time_limits=False
+            )
 
     def _record_kill(self, execution_id: str, version: int, exc: BaseException) -> None:
         step = None
@@ -263,7 +290,7 @@ class FlowMonkeyCelery:
         if updated.status is ExecutionStatus.RUNNING:
             self.dispatch(updated)
         elif updated.wake_at is not None:
-            self._countdown_if_short(execution_id, updated.version, updated.wake_at)
+            self._countdown_if_short(execution_id, updated.version, updated.wake_at, step)
 
     # -- the tick -------------------------------------------------------------------------------
 

@@ -304,9 +304,11 @@ class Engine:
         if execution.status is ExecutionStatus.WAITING:
             if execution.wake_at is None or execution.wake_at > now:
                 return self._outcome(execution)
+            # The wake is committed on its own, before any handler runs: whoever wakes a due
+            # execution (a countdown message, the tick's sweep) takes it by compare-and-set,
+            # so the others find it taken instead of running the same attempt alongside.
             draft.wake(self._flow_of(execution))
-            if draft.execution.is_terminal:
-                return self._commit(draft)
+            return self._commit(draft)
         draft.start()
         return self._run_current_step(draft)
 
@@ -723,7 +725,14 @@ class Engine:
 
     def _lease_for(self, execution: Execution, now: datetime) -> datetime | None:
         runnable = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
-        return now + self.lease if self.lease is not None and runnable else None
+        if self.lease is None or not runnable:
+            return None
+        # A step allowed to run for timeout_ms must not be presumed stalled (and re-sent to
+        # run alongside itself) before that time is up: its lease starts when it may end.
+        flow = self.flows.find(execution.flow_id, execution.flow_version)
+        step = flow.steps.get(execution.current_step_id or "") if flow is not None else None
+        allowed = timedelta(milliseconds=step.timeout_ms) if step and step.timeout_ms else None
+        return now + self.lease + (allowed or timedelta(0))
 
     @staticmethod
     def _outcome(

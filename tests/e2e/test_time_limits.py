@@ -34,3 +34,24 @@ def test_a_step_over_its_time_limit_fails_with_handler_timeout_and_follows_on_fa
     ]
     if mode == "hard":
         assert slow[0].error is not None and slow[0].error.details.get("killed") is True
+
+
+def test_the_step_after_a_time_limited_one_is_not_held_to_that_limit(
+    cluster: FlowMonkeyCluster,
+) -> None:
+    # `quick` (300 ms, timeout_ms 1000) is followed by `long` (1.2 s, no timeout). Run inline
+    # in quick's message, long would be interrupted by quick's 1 s soft limit and recorded as
+    # a HANDLER_TIMEOUT of a step that has no timeout.
+    cluster.start_worker()
+    cluster.start_beat()
+    execution_id = cluster.client.start("e2e-limited-then-slow").execution.id
+    cluster.wait_finished([execution_id], timeout=25)
+
+    execution = cluster.client.get(execution_id)
+    assert execution is not None
+    assert execution.status is ExecutionStatus.COMPLETED, execution.error
+    history = cluster.client.runtime.engine.history(execution_id)
+    assert [(e.step_id, e.outcome) for e in history if e.type is EventType.STEP_COMPLETED] == [
+        ("quick", "success"),
+        ("long", "success"),
+    ]

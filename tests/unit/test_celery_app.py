@@ -55,14 +55,17 @@ def make_fm() -> Iterator[Any]:
     apps: list[Celery] = []
 
     def build(
-        flow: dict[str, Any], store: MemoryStore | None = None, **options: Any
+        flow: dict[str, Any],
+        store: MemoryStore | None = None,
+        handlers: tuple[Any, ...] = (),
+        **options: Any,
     ) -> FlowMonkeyCelery:
         app = Celery(f"test-{len(apps)}", broker="memory://")
         app.conf.task_default_queue = "flowmonkey"
         apps.append(app)
         runtime = Runtime(
             store or MemoryStore(),
-            HandlerRegistry([noop, pause]),
+            HandlerRegistry([noop, pause, *handlers]),
             FlowRegistry([flow]),
             options=RuntimeOptions(**options),
             clock=ManualClock(START),
@@ -300,6 +303,101 @@ def test_a_short_wait_also_gets_a_countdown_message(make_fm: Any) -> None:
     ((args, headers),) = sent(fm)
     assert args == (execution_id, 1)
     assert headers["eta"] is not None
+
+
+def flaky_once(during_attempt_2: Any = None) -> Any:
+    """A `flaky` handler: attempt 1 fails, attempt 2 calls `during_attempt_2()` and succeeds."""
+
+    @handler("flaky")
+    def flaky(params: HandlerParams) -> StepResult:
+        if params.attempt == 1:
+            return Result.failure("BOOM", "the first attempt fails")
+        if during_attempt_2 is not None:
+            during_attempt_2()
+        return Result.success()
+
+    return flaky
+
+
+def retrying(**step: Any) -> dict[str, Any]:
+    retry = {"maxAttempts": 2, "backoffMs": 1000}
+    return {
+        "id": "chain",
+        "initialStepId": "a",
+        "steps": {"a": {"type": "flaky", "retry": retry, **step}},
+    }
+
+
+def test_a_countdown_wake_is_committed_before_the_handler_so_a_tick_meanwhile_has_none_to_wake(
+    make_fm: Any,
+) -> None:
+    ticks: list[dict[str, int]] = []
+    holder: list[FlowMonkeyCelery] = []
+
+    def the_beats_next_tick() -> None:  # in another process, while attempt 2 runs
+        holder[0].runtime.clock.advance(1)
+        ticks.append(holder[0].tick())
+
+    fm = make_fm(retrying(), handlers=(flaky_once(the_beats_next_tick),))
+    holder.append(fm)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "waiting"  # attempt 1 failed
+    ((countdown, _),) = sent(fm)
+    fm.runtime.clock.advance(1)  # the retry is due: the countdown message arrives
+
+    assert fm.run_steps(*countdown, "flowmonkey") == "completed"
+    # The wake was committed before attempt 2 started: the tick found nothing due and sent
+    # nothing, where it used to wake the same attempt again and start it alongside.
+    assert ticks == [{"timed_out": 0, "woken": 0, "stalled": 0, "fired": 0}]
+    assert sent(fm) == []
+    history = fm.runtime.engine.history(execution_id)
+    assert [(e.attempt, e.outcome) for e in history if e.type == "step.completed"] == [
+        (1, "failure"),
+        (2, "success"),
+    ]
+
+
+def test_a_countdown_goes_to_the_waiting_steps_queue_and_only_wakes_it(make_fm: Any) -> None:
+    fm = make_fm(
+        retrying(queue="payments", timeoutMs=5000), handlers=(flaky_once(),), queue="flowmonkey"
+    )
+    execution_id = fm.start("chain").execution.id
+    sent(fm, "payments")
+    assert fm.run_steps(execution_id, 0, "payments", time_limited=True) == "waiting"
+    ((countdown, headers),) = sent(fm, "payments")
+    assert headers["eta"] is not None
+    assert headers["timelimit"] == [None, None]  # it runs no handler: it commits the wake
+    assert sent(fm) == []
+
+    fm.runtime.clock.advance(1)
+    assert fm.run_steps(*countdown, "payments") == "dispatched"
+    # The attempt itself gets a message of its own, with the step's time limits.
+    ((attempt, headers),) = sent(fm, "payments")
+    assert attempt == (execution_id, countdown[1] + 1)
+    assert headers["timelimit"] == [15.0, 5.0]
+
+
+def test_a_time_limited_message_runs_its_own_step_only(make_fm: Any) -> None:
+    fm = make_fm(chain(2, s1={"timeoutMs": 1000}))
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    # Celery's limits cover the whole message: s2 must not run under s1's.
+    assert fm.run_steps(execution_id, 0, "flowmonkey", time_limited=True) == "dispatched"
+    ((args, headers),) = sent(fm)
+    assert args == (execution_id, 1)
+    assert headers["timelimit"] == [None, None]
+
+
+def test_a_step_with_timeout_ms_is_not_presumed_stalled_before_that_time_is_up(
+    make_fm: Any,
+) -> None:
+    fm = make_fm(chain(2, s2={"timeoutMs": 600_000}), lease=timedelta(minutes=5))
+    execution_id = fm.start("chain").execution.id
+    fm.runtime.engine.step(execution_id)  # s1 done: s2, allowed 10 minutes, is next
+    execution = fm.get(execution_id)
+    assert execution is not None and execution.lease_expires_at is not None
+    assert execution.lease_expires_at - START == timedelta(minutes=15)  # 10 allowed + 5
 
 
 def test_a_long_wait_relies_on_the_database_alone(make_fm: Any) -> None:

@@ -619,6 +619,7 @@ def test_a_task_failing_again_after_the_last_retry_fails_the_execution(
     setup.step(execution_id)
     _fail_current_wait(setup)
     setup.clock.advance(timedelta(seconds=2))
+    setup.step(execution_id)  # the retry's wake, committed on its own
     retried = setup.step(execution_id)  # attempt 2 sends the task again and waits
     assert len(setup.broker.named("external.explode")) == 2
     assert retried.status is ExecutionStatus.WAITING and retried.wait_kind == "signal"

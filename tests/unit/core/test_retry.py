@@ -351,6 +351,9 @@ def test_retry_attempts_reset_to_zero_when_the_step_succeeds() -> None:
     assert engine.get(execution_id).retry_attempts == 2  # type: ignore[union-attr]
 
     clock.advance(2)
+    woken = engine.step(execution_id)  # the due wake is committed on its own
+    assert woken.status is ExecutionStatus.RUNNING and woken.outcome is None
+    assert flaky.attempts == [1, 2]
     outcome = engine.step(execution_id)
 
     assert outcome.outcome == "success"
