@@ -39,7 +39,9 @@ def build_store(settings: Settings) -> SqlStore:
         store = SqlStore(settings.resolved_database_url())
         store.migrate()
         return store
-    store = SqlStore(settings.resolved_database_url())
+    store = SqlStore(
+        settings.resolved_database_url(), prepared_statements=settings.prepared_statements
+    )
     store.check_schema()
     return store
 

@@ -33,6 +33,8 @@ class Settings(BaseModel):
     inline_steps: int = 50
     inline_ms: int = 2000
     hard_limit_grace_seconds: float = 10.0
+    # PostgreSQL saves as one prepared statement; off behind a transaction-mode pooler.
+    prepared_statements: bool = True
     # Shifts this process's clock (tests and drills only: "run the beat an hour later").
     clock_offset_seconds: float = 0.0
 
@@ -41,7 +43,8 @@ class Settings(BaseModel):
         """Read `FLOWMONKEY_DATABASE_URL, FLOWMONKEY_BROKER_URL, FLOWMONKEY_REDIS_URL,
         FLOWMONKEY_FLOWS, FLOWMONKEY_HANDLERS` (comma-separated modules), `FLOWMONKEY_HOME`, and
         the tuning knobs `FLOWMONKEY_QUEUE, FLOWMONKEY_TICK_QUEUE, FLOWMONKEY_TICK_SECONDS,
-        FLOWMONKEY_LEASE_SECONDS, FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS`.
+        FLOWMONKEY_LEASE_SECONDS, FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS,
+        FLOWMONKEY_PREPARED_STATEMENTS` (`0` or `false` behind PgBouncer in transaction mode).
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.
@@ -65,6 +68,7 @@ class Settings(BaseModel):
                 "inline_ms",
                 "hard_limit_grace_seconds",
                 "clock_offset_seconds",
+                "prepared_statements",
             )
         }
         return cls(

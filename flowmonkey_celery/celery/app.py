@@ -136,9 +136,14 @@ class FlowMonkeyCelery:
             self.dispatch(result.execution)
         return result
 
-    def resume(self, execution_id: str, data: Any = None) -> Execution:
-        """Resume a waiting execution (committed), then enqueue its next step."""
-        execution = self.runtime.engine.resume(execution_id, data)
+    def resume(
+        self, execution_id: str, data: Any = None, *, expected_version: int | None = None
+    ) -> Execution:
+        """Resume a waiting execution (committed), then enqueue its next step. With
+        `expected_version`, only if it has not changed since (see `Engine.resume`)."""
+        execution = self.runtime.engine.resume(
+            execution_id, data, expected_version=expected_version
+        )
         if not execution.is_terminal:
             self.dispatch(execution)
         return execution
@@ -232,13 +237,8 @@ class FlowMonkeyCelery:
             if outcome.done:
                 return outcome.status.value
             if outcome.status is ExecutionStatus.WAITING:
-                if outcome.outcome is not None and outcome.wake_at is not None:
-                    waiting_step = self._step_of(
-                        outcome.flow_id, outcome.flow_version, outcome.next_step_id
-                    )
-                    self._countdown_if_short(
-                        execution_id, outcome.version, outcome.wake_at, waiting_step
-                    )
+                if outcome.outcome is not None and outcome.execution is not None:
+                    self.send_wake(outcome.execution)
                 return "waiting"
             step = self._step_of(outcome.flow_id, outcome.flow_version, outcome.next_step_id)
             if not time_limited and self._may_inline(step, current_queue, steps_run, deadline):
@@ -257,16 +257,20 @@ class FlowMonkeyCelery:
             return False
         return steps_run < self.options.inline_steps and time.monotonic() < deadline
 
-    def _countdown_if_short(
-        self, execution_id: str, version: int, wake_at: Any, waiting_step: Step | None
-    ) -> None:
-        """A latency shortcut for a short wait: a message due at `wake_at` that commits the
-        wake (the step it leads to then runs inline or gets its own message, limits and all),
-        sent to the waiting step's queue. The tick's sweep remains the guarantee."""
-        delay = (wake_at - self.runtime.clock.now()).total_seconds()
+    def send_wake(self, execution: Execution) -> None:
+        """For a committed timed wait (a timer, a retry backoff) shorter than `short_wait`, a
+        latency shortcut: a message due at `wake_at`, to the waiting step's queue, that commits
+        the wake (the step it leads to then runs inline or gets its own message, time limits
+        and all). Longer waits get nothing: the tick's sweep is the guarantee for every wait."""
+        if execution.status is not ExecutionStatus.WAITING or execution.wake_at is None:
+            return
+        delay = (execution.wake_at - self.runtime.clock.now()).total_seconds()
         if delay <= self.options.short_wait.total_seconds():
+            step = self._step_of(
+                execution.flow_id, execution.flow_version, execution.current_step_id
+            )
             self._send(
-                execution_id, version, waiting_step, countdown=max(delay, 0.0), time_limits=False
+                execution.id, execution.version, step, countdown=max(delay, 0.0), time_limits=False
             )
 
     def _record_kill(self, execution_id: str, version: int, exc: BaseException) -> None:
@@ -289,8 +293,8 @@ class FlowMonkeyCelery:
             return
         if updated.status is ExecutionStatus.RUNNING:
             self.dispatch(updated)
-        elif updated.wake_at is not None:
-            self._countdown_if_short(execution_id, updated.version, updated.wake_at, step)
+        else:
+            self.send_wake(updated)
 
     # -- the tick -------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from flowmonkey_celery.errors import (
     ExecutionError,
     FlowMonkeyError,
     StoreUnavailableError,
+    VersionConflictError,
 )
 
 if TYPE_CHECKING:
@@ -235,16 +236,19 @@ def deliver_result(
     A value the step cannot store (no output_key and not a dict) fails the step with
     STEP_FAILED instead, so the flow's failure path runs rather than a silent drop.
     """
-    verdict = _verdict(fm, execution_id, step_key, sequence, "result")
+    verdict, seen = _verdict(fm, execution_id, step_key, sequence, "result")
     if verdict is not Delivery.APPLY:
         return verdict
+    assert seen is not None
     try:
-        fm.resume(execution_id, result)
+        # Only the wait we just looked at: a duplicate callback racing this one must not resume
+        # whatever the execution waits for next.
+        fm.resume(execution_id, result, expected_version=seen.version)
     except ExecutionError as exc:
         if exc.code is ErrorCode.INVALID_ARGUMENT:
             return _fail_step(
                 fm,
-                execution_id,
+                seen,
                 step_key,
                 ErrorCode.STEP_FAILED.value,
                 f"the Celery task of step_key {step_key} succeeded but its result cannot be "
@@ -267,61 +271,61 @@ def deliver_failure(
     task_id: str | None = None,
 ) -> Delivery:
     """Fail the waiting step with CELERY_TASK_FAILED if it still waits for that task."""
-    verdict = _verdict(fm, execution_id, step_key, sequence, "failure")
+    verdict, seen = _verdict(fm, execution_id, step_key, sequence, "failure")
     if verdict is not Delivery.APPLY:
         return verdict
+    assert seen is not None
     details: dict[str, Any] = {"task": task, "exception": exception}
     if task_id:
         details["task_id"] = task_id
-    return _fail_step(
-        fm, execution_id, step_key, CELERY_TASK_FAILED, f"{exception}: {message}", details
-    )
+    return _fail_step(fm, seen, step_key, CELERY_TASK_FAILED, f"{exception}: {message}", details)
 
 
 def _verdict(
     fm: FlowMonkeyCelery, execution_id: str, step_key: str, sequence: int, what: str
-) -> Delivery:
+) -> tuple[Delivery, Execution | None]:
+    """Whether the outcome applies, and the execution as it was looked at."""
     try:
         step_id, _attempt = parse_step_key(step_key, execution_id)
     except ValueError as exc:
         log.error("Celery task %s for execution %s dropped: %s", what, execution_id, exc)
-        return Delivery.STALE
-    verdict = classify_delivery(fm.get(execution_id), step_id, sequence)
+        return Delivery.STALE, None
+    execution = fm.get(execution_id)
+    verdict = classify_delivery(execution, step_id, sequence)
     if verdict is Delivery.UNKNOWN:
         log.warning("Celery task %s for %s dropped: no such execution", what, step_key)
     elif verdict is Delivery.STALE:
         log.info(
             "Celery task %s for %s dropped: the execution no longer waits for it", what, step_key
         )
-    return verdict
+    return verdict, execution
 
 
 def _fail_step(
     fm: FlowMonkeyCelery,
-    execution_id: str,
+    seen: Execution,
     step_key: str,
     code: str,
     message: str,
     details: dict[str, Any],
 ) -> Delivery:
     try:
-        execution = fm.runtime.engine.fail_waiting(execution_id, code, message, details)
+        execution = fm.runtime.engine.fail_waiting(
+            seen.id, code, message, details, expected_version=seen.version
+        )
     except ExecutionError as exc:
         return _moved_on(exc, step_key)
     if execution.status is ExecutionStatus.RUNNING:
         fm.dispatch(execution)  # on_failure leads somewhere: commit done, now enqueue
-    elif execution.status is ExecutionStatus.WAITING and execution.wake_at is not None:
-        # A retry backoff: the tick wakes it; a short one also gets a countdown, as a step does.
-        delay = (execution.wake_at - fm.runtime.clock.now()).total_seconds()
-        if delay <= fm.options.short_wait.total_seconds():
-            fm.dispatch(execution, countdown=max(delay, 0.0))
+    elif execution.status is ExecutionStatus.WAITING:
+        fm.send_wake(execution)  # a retry backoff: the tick wakes it, a short one sooner
     return Delivery.APPLY
 
 
 def _moved_on(exc: ExecutionError, step_key: str) -> Delivery:
     # Someone (a cancel, a timeout, a duplicate callback) got there between our look and our
     # commit; the engine refused, nothing was written.
-    if exc.code in (
+    if isinstance(exc, VersionConflictError) or exc.code in (
         ErrorCode.EXECUTION_NOT_WAITING,
         ErrorCode.EXECUTION_NOT_FOUND,
         ErrorCode.EXECUTION_TIMEOUT,

@@ -457,21 +457,26 @@ class Engine:
 
     # -- resume / cancel -----------------------------------------------------------------------
 
-    def resume(self, execution_id: str, data: Any = None) -> Execution:
+    def resume(
+        self, execution_id: str, data: Any = None, *, expected_version: int | None = None
+    ) -> Execution:
         """Resume a waiting execution, optionally with data, and commit it as `running` at its
         next step (call `run()` to continue in-process; the Celery runtime enqueues it).
 
         `data` is stored at the waiting step's `output_key`, or merged into the context when
-        the step has none (then it must be an object).
+        the step has none (then it must be an object). With `expected_version`, only the wait
+        seen at that version is resumed: if the execution has changed since (resumed by someone
+        else and now waiting somewhere else, say), nothing is written.
 
         Raises:
             ExecutionError: EXECUTION_NOT_FOUND; EXECUTION_NOT_WAITING if it is not waiting
                 (or only waiting out a retry backoff); EXECUTION_TIMEOUT / WAIT_TIMEOUT if its
                 deadline passed (it is cancelled); INVALID_ARGUMENT for bad data.
+            VersionConflictError: the execution is not at `expected_version`.
         """
         json_data = to_json_value_or_error(data, "resume data") if data is not None else None
         for _ in range(_COMMAND_ATTEMPTS):
-            execution = self._load(execution_id)
+            execution = self._load_at(execution_id, expected_version)
             if (
                 execution.status is not ExecutionStatus.WAITING
                 or execution.wait_kind is WaitKind.RETRY
@@ -514,6 +519,8 @@ class Engine:
             try:
                 self._commit(draft)
             except VersionConflictError:
+                if expected_version is not None:
+                    raise
                 continue
             return self._load(execution_id)
         raise VersionConflictError(f"execution {execution_id} kept changing; resume not applied")
@@ -575,17 +582,21 @@ class Engine:
         code: str,
         message: str,
         details: dict[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
     ) -> Execution:
         """Report that what a waiting step waits for has failed (e.g. the Celery task a
         `celery_task` step sent raised). The failure goes through the step's retry policy and
-        `on_failure` exactly like a handler failure.
+        `on_failure` exactly like a handler failure. With `expected_version`, only the wait
+        seen at that version is failed.
 
         Raises:
             ExecutionError: EXECUTION_NOT_FOUND; EXECUTION_NOT_WAITING if it is not waiting.
+            VersionConflictError: the execution is not at `expected_version`.
         """
         error = StepError(code, message, dict(details or {}))
         for _ in range(_COMMAND_ATTEMPTS):
-            execution = self._load(execution_id)
+            execution = self._load_at(execution_id, expected_version)
             if (
                 execution.status is not ExecutionStatus.WAITING
                 or execution.wait_kind is WaitKind.RETRY
@@ -610,6 +621,8 @@ class Engine:
             try:
                 self._commit(draft)
             except VersionConflictError:
+                if expected_version is not None:
+                    raise
                 continue
             return self._load(execution_id)
         raise VersionConflictError(f"execution {execution_id} kept changing; failure not applied")
@@ -751,6 +764,16 @@ class Engine:
             error=execution.error,
             version=execution.version,
         )
+
+    def _load_at(self, execution_id: str, expected_version: int | None) -> Execution:
+        execution = self._load(execution_id)
+        if expected_version is not None and execution.version != expected_version:
+            raise VersionConflictError(
+                f"execution {execution_id} is at version {execution.version}, not "
+                f"{expected_version}: it changed since it was looked at",
+                details={"execution_id": execution_id, "expected_version": expected_version},
+            )
+        return execution
 
     def _load(self, execution_id: str) -> Execution:
         execution = self.store.get_execution(execution_id)

@@ -38,6 +38,8 @@ from flowmonkey_celery import (
 from flowmonkey_celery.core.execution import Cancellation, ErrorInfo, TimeoutConfig, WaitKind
 from flowmonkey_celery.errors import StoreUnavailableError, VersionConflictError
 from flowmonkey_celery.examples import orders
+from flowmonkey_celery.runtime import build_store
+from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -510,8 +512,9 @@ def test_a_connection_killed_inside_a_save_commits_nothing_and_the_save_can_be_r
 
     @event.listens_for(store.engine, "before_cursor_execute")
     def kill_before_the_update(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        # PostgreSQL saves in one statement (WITH saved AS (UPDATE fm_executions ...) ...)
-        if "UPDATE FM_EXECUTIONS" in statement.upper() and not killed:
+        # PostgreSQL saves in one statement, `EXECUTE fm_save_1 (...)`, once its PREPARE has
+        # gone through: the connection dies with the save on its way.
+        if statement.startswith("EXECUTE fm_save") and not killed:
             killed.append(_terminate_backends(postgres_url, cursor.connection.get_backend_pid()))
 
     running = make_execution(status=ExecutionStatus.RUNNING, context={"charged": True})
@@ -802,6 +805,63 @@ def test_on_postgres_a_save_whose_prepared_statement_was_discarded_prepares_it_a
 
     assert saved.version == 2
     assert loaded is not None and loaded.step_count == 2
+
+
+def _as_behind_a_transaction_mode_pooler(store: SqlStore, symptom: str) -> None:
+    """Make the server behave as if each statement ran in another server session, as behind
+    PgBouncer in transaction mode: a prepared statement is gone by the time it is executed
+    ("lost"), or its name is already taken by another client's ("taken")."""
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def other_session(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if symptom == "lost" and statement.startswith("EXECUTE fm_save"):
+            cursor.execute("DEALLOCATE ALL")
+        if symptom == "taken" and statement.startswith("PREPARE fm_save"):
+            cursor.execute(statement)
+
+
+@pytest.mark.parametrize("symptom", ["lost", "taken"])
+def test_on_postgres_behind_a_transaction_mode_pooler_saves_switch_to_transactions(
+    postgres_url: str, symptom: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqlStore(postgres_url)
+    store.create_execution(make_execution(), now=T0)
+    _as_behind_a_transaction_mode_pooler(store, symptom)
+    sent = _statements(store)
+
+    written_a, written_b = _step_events("a"), _step_events("b")
+    with caplog.at_level("WARNING", logger="flowmonkey_celery.stores.sql"):
+        first = store.save_execution(
+            make_execution(step_count=1), expected_version=0, events=written_a
+        )
+    after_switch = len(sent)
+    second = store.save_execution(
+        make_execution(step_count=2), expected_version=1, events=written_b
+    )
+    loaded = store.get_execution("ex-1")
+    listed = store.list_events("ex-1")
+    store.dispose()
+
+    assert (first.version, second.version) == (1, 2)
+    assert loaded is not None and loaded.step_count == 2 and loaded.version == 2
+    assert listed == written_a + written_b, "each save written exactly once"
+    assert (
+        "transaction-mode pooler" in caplog.text and "FLOWMONKEY_PREPARED_STATEMENTS" in caplog.text
+    )
+    assert not any(s.startswith(("PREPARE", "EXECUTE")) for s in sent[after_switch:])
+
+
+def test_flowmonkey_prepared_statements_0_makes_the_runtimes_store_save_in_transactions(
+    postgres_url: str,
+) -> None:
+    settings = Settings(database_url=postgres_url, prepared_statements=False)
+    store = build_store(settings)  # postgres_url is migrated
+    store.create_execution(make_execution(), now=T0)
+    sent = _statements(store)
+    store.save_execution(make_execution(step_count=1), expected_version=0, events=[])
+    store.dispose()
+
+    assert not any(s.startswith(("PREPARE", "EXECUTE")) for s in sent)
 
 
 def test_on_postgres_without_prepared_statements_saves_are_transactions_that_behave_the_same(

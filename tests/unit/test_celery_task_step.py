@@ -528,6 +528,53 @@ def test_a_duplicate_result_is_applied_once(
     assert len(setup.broker.named(STEP_TASK)) == 1
 
 
+@pytest.mark.parametrize("outcome", ["result", "failure"])
+def test_a_duplicate_outcome_racing_the_first_never_ends_the_next_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    # The task was sent twice (a duplicate step message), so two callbacks carry the same
+    # step_key. The second looks while the first step still waits; before it commits, the
+    # first callback resumes the flow and the next step sends its own task and waits too.
+    steps = {
+        "first": {**ADD_THEN_RECORD["call"], "transitions": {"onSuccess": "second"}},
+        "second": {**ADD_THEN_RECORD["call"], "outputKey": "second_sum", "transitions": {}},
+    }
+    setup = make(steps, tmp_path, monkeypatch)
+    execution_id = setup.start()
+    setup.step(execution_id)
+    link = setup.broker.only("external.add").options["link"]
+    engine = setup.fm.runtime.engine
+    real_resume, real_fail_waiting = setup.fm.resume, engine.fail_waiting
+
+    def the_first_callback_lands_meanwhile() -> None:
+        monkeypatch.setattr(setup.fm, "resume", real_resume)
+        monkeypatch.setattr(engine, "fail_waiting", real_fail_waiting)
+        assert deliver_result(setup.fm, 5, **link["kwargs"]) is Delivery.APPLY
+        setup.step(execution_id)  # `second` sends its task and waits for it
+
+    def resume_later(*args: Any, **kwargs: Any) -> Any:
+        the_first_callback_lands_meanwhile()
+        return real_resume(*args, **kwargs)
+
+    def fail_later(*args: Any, **kwargs: Any) -> Any:
+        the_first_callback_lands_meanwhile()
+        return real_fail_waiting(*args, **kwargs)
+
+    monkeypatch.setattr(setup.fm, "resume", resume_later)
+    monkeypatch.setattr(engine, "fail_waiting", fail_later)
+    if outcome == "result":
+        late = deliver_result(setup.fm, 6, **link["kwargs"])
+    else:
+        failure = {"task": "external.add", "exception": "ValueError", "message": "x"}
+        late = deliver_failure(setup.fm, **link["kwargs"], **failure)
+
+    assert late is Delivery.STALE
+    execution = setup.get(execution_id)
+    assert execution.status is ExecutionStatus.WAITING
+    assert execution.current_step_id == "second"
+    assert execution.context["sum"] == 5 and "second_sum" not in execution.context
+
+
 def test_a_late_result_for_a_wait_someone_else_ended_is_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,3 +52,9 @@ def test_the_tick_queue_follows_the_step_queue_unless_named() -> None:
     assert tick_queue({"FLOWMONKEY_QUEUE": "orders"}) == "orders.tick"
     named = {"FLOWMONKEY_QUEUE": "orders", "FLOWMONKEY_TICK_QUEUE": "timers"}
     assert tick_queue(named) == "timers"
+
+
+def test_prepared_statements_can_be_turned_off_for_a_transaction_mode_pooler() -> None:
+    assert Settings.from_env({}).prepared_statements
+    assert not Settings.from_env({"FLOWMONKEY_PREPARED_STATEMENTS": "0"}).prepared_statements
+    assert not Settings.from_env({"FLOWMONKEY_PREPARED_STATEMENTS": "false"}).prepared_statements

@@ -59,7 +59,11 @@ def lost_connection(error: BaseException) -> bool:
 
 def _translate(exc: DBAPIError, database: str, operation: str) -> FlowMonkeyError:
     reason = _reason(exc)
-    if any(marker in reason for marker in _MISSING_TABLE) and "fm_" in reason:
+    # A prepared statement "fm_save_3 does not exist" (26000) is not a missing table.
+    missing_table = getattr(exc.orig, "pgcode", None) != "26000" and any(
+        marker in reason for marker in _MISSING_TABLE
+    )
+    if missing_table and "fm_" in reason:
         return SchemaOutdatedError(
             f"{operation} failed: the flowmonkey schema is missing in {database} ({reason}); "
             "run `flowmonkey db migrate` (or SqlStore(url).migrate())",

@@ -13,7 +13,10 @@ and all its events are written, or (version mismatch) nothing is.
 Events go in with one multi-row INSERT, as the transactional path writes them, so their `seq`
 follows their order in the list. Each connection prepares a statement the first time it needs
 it (one per number of events); if the server has forgotten it (a pooler's DISCARD ALL), it is
-prepared again.
+prepared again. If it is forgotten again at once, or a PREPARE finds the name taken, statements
+are not reaching one server session (a transaction-mode pooler such as PgBouncer, which keeps
+only protocol-level prepared statements): `PreparedStatementsLost` tells the store to save
+with transactions instead.
 """
 
 from __future__ import annotations
@@ -30,6 +33,16 @@ _EXECUTION_COLUMNS = [c for c in executions.columns if c.name != "id"]
 _EVENT_COLUMNS = [c for c in events.columns if c.name != "seq"]
 _PREPARED = "flowmonkey_prepared"  # key in the pooled connection's info: names prepared there
 _UNKNOWN_STATEMENT = "26000"  # invalid_sql_statement_name: "prepared statement ... does not exist"
+_DUPLICATE_STATEMENT = "42P05"  # duplicate_prepared_statement: "... already exists"
+
+
+class PreparedStatementsLost(Exception):
+    """The server sessions behind this connection do not keep prepared statements. Nothing of
+    the save was executed."""
+
+
+def pgcode(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "pgcode", None)
 
 
 class OneTripSaves:
@@ -59,17 +72,27 @@ class OneTripSaves:
         try:
             saved = conn.exec_driver_sql(execute, tuple(values)).scalar_one()
         except DBAPIError as exc:
-            if getattr(exc.orig, "pgcode", None) != _UNKNOWN_STATEMENT:
+            if pgcode(exc) != _UNKNOWN_STATEMENT:
                 raise
             conn.info.pop(_PREPARED, None)
             self._prepare(conn, name, len(event_rows))
-            saved = conn.exec_driver_sql(execute, tuple(values)).scalar_one()
+            try:
+                saved = conn.exec_driver_sql(execute, tuple(values)).scalar_one()
+            except DBAPIError as again:
+                if pgcode(again) == _UNKNOWN_STATEMENT:
+                    raise PreparedStatementsLost(str(again.orig).strip()) from again
+                raise
         return bool(saved == 1)
 
     def _prepare(self, conn: Connection, name: str, event_count: int) -> None:
         prepared: set[str] = conn.info.setdefault(_PREPARED, set())
         if name not in prepared:
-            conn.exec_driver_sql(f"PREPARE {name} AS {self._statement(event_count)}")
+            try:
+                conn.exec_driver_sql(f"PREPARE {name} AS {self._statement(event_count)}")
+            except DBAPIError as exc:
+                if pgcode(exc) == _DUPLICATE_STATEMENT:  # made by another client of the pooler
+                    raise PreparedStatementsLost(str(exc.orig).strip()) from exc
+                raise
             prepared.add(name)
 
     def _statement(self, event_count: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -52,6 +53,8 @@ from flowmonkey_celery.stores.sql.schema import (
     resume_tokens,
 )
 
+log = logging.getLogger("flowmonkey_celery.stores.sql")
+
 # Built once: executing a prepared statement with parameters skips rebuilding and re-keying a
 # 28-value statement on every call (measured: ~0.4 ms per save on PostgreSQL, and on SQLite
 # that time is spent holding the write lock).
@@ -82,8 +85,10 @@ class SqlStore:
         url: a database URL (`postgresql+psycopg2://user@host/db`, `sqlite:///flowmonkey.db`)
             or an existing SQLAlchemy `Engine`.
         prepared_statements: on PostgreSQL, save each step as one server-side prepared
-            statement (one round trip). Pass False behind a connection pooler that cannot keep
-            prepared statements, such as PgBouncer before 1.21 in transaction mode.
+            statement (one round trip). Pass False behind a pooler in transaction or statement
+            mode (PgBouncer keeps only protocol-level prepared statements, not SQL `PREPARE`);
+            if you do not, the first save that finds its statement gone twice switches this
+            store to transactions, with a warning.
         **engine_options: passed to `create_engine` when a URL is given (plus
             `ping_after_idle_seconds`, see `connection.make_engine`).
 
@@ -103,9 +108,9 @@ class SqlStore:
         # A read that is one statement needs no transaction around it: on PostgreSQL, running
         # it in autocommit saves the BEGIN and COMMIT round trips.
         self._autocommit_reads = self._dialect == "postgresql"
-        # PostgreSQL saves as one prepared statement (see one_trip.py). Turn it off behind a
-        # pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction
-        # mode): saves then take a transaction of four round trips.
+        # PostgreSQL saves as one prepared statement (see one_trip.py). Turned off (by the
+        # caller, or by itself on the first sign of a transaction-mode pooler), saves take a
+        # transaction of four round trips.
         self._one_trip = (
             one_trip.OneTripSaves(self.engine.dialect)
             if self._dialect == "postgresql" and prepared_statements
@@ -152,11 +157,13 @@ class SqlStore:
             return
         with translated_errors(self.database, operation), self.engine.connect() as conn:
             # Flipped on the driver connection rather than through SQLAlchemy's isolation
-            # level, whose reset on check-in costs a round trip of its own.
+            # level, whose reset on check-in costs a round trip of its own. Inside the `try`:
+            # an exception raised by a signal handler (Celery's soft time limit) right after
+            # the flip must not send the connection back to the pool in autocommit.
             driver = conn.connection.dbapi_connection
             assert driver is not None
-            driver.autocommit = True
             try:
+                driver.autocommit = True
                 yield conn
             finally:
                 if not driver.closed:
@@ -247,14 +254,30 @@ class SqlStore:
         row = execution_row(stored)
         del row["id"]
         row.update(match_id=execution.id, match_version=expected_version)
-        if self._one_trip is not None:
-            with self._single_statement("save execution") as conn:
-                match_id = row.pop("match_id")
-                match_version = row.pop("match_version")
-                event_rows = [event_row(e) for e in events]
-                if not self._one_trip.save(conn, row, match_id, match_version, event_rows):
-                    raise self._conflict(conn, execution.id, expected_version)
-            return stored
+        one_trip_saves = self._one_trip
+        if one_trip_saves is not None:
+            try:
+                with self._single_statement("save execution") as conn:
+                    prepared_row = {
+                        k: v for k, v in row.items() if k not in ("match_id", "match_version")
+                    }
+                    event_rows = [event_row(e) for e in events]
+                    if not one_trip_saves.save(
+                        conn, prepared_row, execution.id, expected_version, event_rows
+                    ):
+                        raise self._conflict(conn, execution.id, expected_version)
+                return stored
+            except one_trip.PreparedStatementsLost as exc:
+                # Nothing of the save ran: make it (and every later one) a transaction.
+                self._one_trip = None
+                log.warning(
+                    "%s: prepared statements do not survive between statements here (%s); a "
+                    "transaction-mode pooler such as PgBouncer? Saving with transactions from "
+                    "now on: pass SqlStore(..., prepared_statements=False) or set "
+                    "FLOWMONKEY_PREPARED_STATEMENTS=0 to skip this check",
+                    self.database,
+                    exc,
+                )
         with self._transaction("save execution") as conn:
             if conn.execute(_SAVE_EXECUTION, row).rowcount != 1:
                 raise self._conflict(conn, execution.id, expected_version)

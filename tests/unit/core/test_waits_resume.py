@@ -21,6 +21,7 @@ from flowmonkey_celery import (
     MemoryStore,
     Result,
     StepResult,
+    VersionConflictError,
     WaitKind,
     handler,
 )
@@ -315,6 +316,31 @@ def test_non_object_resume_data_without_output_key_is_rejected(data: Any) -> Non
     assert "output_key" in raised.value.message
     still = engine.get(execution_id)
     assert still is not None and still.status is ExecutionStatus.WAITING
+
+
+def test_resume_and_fail_waiting_with_an_expected_version_touch_only_that_wait() -> None:
+    engine, _ = make_engine(wait_flow({"signal": True}, output_key="answer"))
+    execution_id = start(engine)
+    engine.run(execution_id)
+    seen = engine.get(execution_id)
+    assert seen is not None and seen.status is ExecutionStatus.WAITING
+    engine.store.save_execution(
+        seen.model_copy(update={"metadata": {"touched": True}}),
+        expected_version=seen.version,
+        events=[],
+    )
+    moved_on = engine.get(execution_id)
+
+    with pytest.raises(VersionConflictError, match=f"not {seen.version}"):
+        engine.resume(execution_id, {"ok": True}, expected_version=seen.version)
+    with pytest.raises(VersionConflictError):
+        engine.fail_waiting(execution_id, "BOOM", "it broke", expected_version=seen.version)
+    assert engine.get(execution_id) == moved_on  # nothing written
+
+    assert moved_on is not None
+    resumed = engine.resume(execution_id, {"ok": True}, expected_version=moved_on.version)
+    assert resumed.status is ExecutionStatus.RUNNING
+    assert resumed.context["answer"] == {"ok": True}
 
 
 def test_resume_of_a_running_execution_is_refused() -> None:
