@@ -190,7 +190,10 @@ class Session:
         for tag in tags:
             links = [
                 self.client.app.signature(
-                    "bench.raw_step", args=(tag, n == steps - 1, work), immutable=True
+                    "bench.raw_step",
+                    args=(tag, n == steps - 1, work),
+                    immutable=True,
+                    queue=self.client.options.queue,  # the queue flowmonkey's steps use
                 )
                 for n in range(steps)
             ]

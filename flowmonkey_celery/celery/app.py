@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from kombu.entity import Exchange, Queue
 
 from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
@@ -26,7 +27,7 @@ from flowmonkey_celery.errors import (
     StoreUnavailableError,
     VersionConflictError,
 )
-from flowmonkey_celery.runtime import Runtime, register_trigger
+from flowmonkey_celery.runtime import Runtime, RuntimeOptions, register_trigger
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.triggers.schedule import fire_due_schedules
 
@@ -366,9 +367,18 @@ def make_app(settings: Settings, name: str = "flowmonkey") -> Celery:
 
     app = Celery(name)
     broker = settings.broker_url or embedded_broker_url(settings.home)
+    own_queues = dict.fromkeys(
+        (settings.queue, RuntimeOptions.from_settings(settings).tick_queue_name)
+    )
     app.conf.update(
         broker_url=broker,
-        task_default_queue=settings.queue,
+        # What `celery -A workers.app worker` consumes without -Q. Celery's default queue
+        # (`celery`) stays the default: a `celery_task` step sending one of your tasks without
+        # a queue sends it where your own workers look, not to flowmonkey's queue.
+        task_queues=[
+            Queue(q, Exchange(q), routing_key=q)  # type: ignore[no-untyped-call]  # kombu
+            for q in own_queues
+        ],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -2,6 +2,9 @@
 variables, like `workers.app`) whose Celery app also runs the plain tasks of
 `tests.e2e.external_tasks`, and that has `celery_task` steps installed.
 
+E2E_TASKS_QUEUE is the app's default queue, as a team's app has its own: plain tasks sent by a
+`celery_task` step without `config.queue` go there, not to flowmonkey's queue.
+
 E2E_SLOW_WAIT_COMMIT_MS (tests only) delays every commit that leaves an execution waiting, so
 the external task reliably finishes before its step's wait is committed: the race the
 callbacks must survive.
@@ -19,6 +22,7 @@ from tests.e2e import external_tasks  # noqa: F401  (registers external.* on the
 flowmonkey = FlowMonkeyCelery.from_env(app_name="celery-task-e2e")
 install_celery_task_steps(flowmonkey)
 app = flowmonkey.app
+app.conf.task_default_queue = os.environ.get("E2E_TASKS_QUEUE", "celery")
 
 _slow_ms = float(os.environ.get("E2E_SLOW_WAIT_COMMIT_MS", "0"))
 if _slow_ms:

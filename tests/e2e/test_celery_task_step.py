@@ -126,7 +126,7 @@ def _delete_queue(queue: str) -> None:
                 _message, exchange, routing_key = json.loads(payload)
             except ValueError:
                 continue
-            if queue in (exchange, routing_key):
+            if queue in exchange or queue in routing_key:  # its .tick and .tasks too
                 client.hdel("unacked", tag)
                 client.zrem("unacked_index", tag)
     finally:
@@ -155,7 +155,10 @@ def celery_task_cluster(
     client = FlowMonkeyCelery.from_env(settings, app_name="celery-task-e2e-client")
     install_celery_task_steps(client)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMONKEY_")}
-    env.update(settings, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    # The plain tasks go where a team's own app sends them: its default queue, here one of
+    # this test's own, which the worker consumes alongside flowmonkey's.
+    tasks_queue = f"{queue}.tasks"
+    env.update(settings, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", E2E_TASKS_QUEUE=tasks_queue)
     env.update(getattr(request, "param", {}))
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
@@ -163,6 +166,7 @@ def celery_task_cluster(
             [
                 *(sys.executable, "-m", "celery", "-A", "tests.e2e.celery_task_app", "worker"),
                 *("-c", "2", "-l", "info", "-n", f"ct-{uuid.uuid4().hex[:8]}@%h"),
+                *("-Q", f"{queue},{tasks_queue}"),
                 *("--without-gossip", "--without-mingle", "--without-heartbeat"),
             ],
             cwd=REPO,

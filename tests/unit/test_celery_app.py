@@ -23,7 +23,9 @@ from flowmonkey_celery import (
     handler,
 )
 from flowmonkey_celery.celery import FlowMonkeyCelery
+from flowmonkey_celery.celery.app import make_app
 from flowmonkey_celery.runtime import Runtime, RuntimeOptions
+from flowmonkey_celery.settings import Settings
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -153,6 +155,16 @@ def test_a_worker_consuming_the_step_queue_consumes_the_tick_queue_too(
     fm = make_fm(chain(1))
     assert start_worker_setup(fm, queues) == consumed
     assert fm.consumed_queues == consumed
+
+
+def test_a_plain_worker_of_the_entry_points_app_consumes_the_step_and_tick_queues_only(
+    tmp_path: Any,
+) -> None:
+    app = make_app(Settings(broker_url="memory://", queue="orders", home=tmp_path))
+    runtime = Runtime(MemoryStore(), HandlerRegistry([noop]), FlowRegistry([chain(1)]))
+    fm = FlowMonkeyCelery(app, runtime)
+    assert start_worker_setup(fm, None) == {"orders", "orders.tick"}
+    app.close()
 
 
 def test_another_apps_worker_in_the_same_process_is_left_alone(make_fm: Any) -> None:

@@ -281,6 +281,10 @@ def test_without_queue_or_countdown_the_task_is_sent_with_its_own_defaults(
     sent = setup.broker.only("external.add")
     assert (sent.args, sent.kwargs) == ([], {"x": 2, "y": 3})
     assert "queue" not in sent.options and "countdown" not in sent.options
+    # So the app's routing decides: Celery's default queue, where a team's existing workers
+    # look; not flowmonkey's step queue, whose workers do not know the team's tasks.
+    routed = setup.fm.app.amqp.router.route({}, "external.add")["queue"]
+    assert routed.name == "celery" != QUEUE
 
 
 @pytest.mark.parametrize(
