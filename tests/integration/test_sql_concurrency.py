@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
 from flowmonkey_celery import (
@@ -208,6 +210,72 @@ def test_concurrent_creates_in_threads_and_processes_with_one_key_make_one_execu
     history = [e.type for e in store.list_events(execution_id)]
     assert history.count(EventType.EXECUTION_CREATED) == 1
     assert history.count(EventType.IDEMPOTENCY_HIT) == len(outcomes) - 1
+
+
+@pytest.mark.parametrize("previous_holder", ["expired", "purged"])
+def test_two_creates_retaking_a_freed_idempotency_key_make_one_execution(
+    postgres_url: str, previous_holder: str
+) -> None:
+    # A and B create with a key whose previous execution's hold has expired (or was purged by
+    # retention). Both find the key held by that execution; A takes it over and, before A
+    # commits, B tries to take it too and waits on A's row lock. B must then get A's
+    # execution: not the stale previous one, and not a second execution of its own.
+    clock = ManualClock(T0)
+    stores = [SqlStore(postgres_url) for _ in range(3)]
+    setup, store_a, store_b = stores
+    engines = [
+        Engine(store, HandlerRegistry([noop]), FlowRegistry([ORDERS_FLOW]), clock=clock)
+        for store in stores
+    ]
+    first = engines[0].create("orders", idempotency_key="k", idempotency_ttl=3600).execution
+    clock.advance(7200)
+    if previous_holder == "purged":
+        with setup.engine.begin() as connection:
+            connection.execute(text("DELETE FROM fm_executions WHERE id = :id"), {"id": first.id})
+
+    b_found_the_old_holder, a_took_the_key, b_waits = (threading.Event() for _ in range(3))
+
+    @sa_event.listens_for(store_b.engine, "after_cursor_execute")
+    def b_pauses_after_finding_the_holder(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT fm_idempotency_keys.execution_id"):
+            b_found_the_old_holder.set()
+            assert a_took_the_key.wait(BARRIER_TIMEOUT), "A never took the key"
+
+    @sa_event.listens_for(store_a.engine, "after_cursor_execute")
+    def a_pauses_before_commit(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE fm_idempotency_keys"):
+            a_took_the_key.set()
+            assert b_waits.wait(BARRIER_TIMEOUT), "B never queued behind A's lock"
+
+    results: dict[str, Any] = {}
+
+    def create(name: str, engine: Engine) -> None:
+        results[name] = engine.create("orders", {"caller": name}, idempotency_key="k")
+
+    thread_b = threading.Thread(target=create, args=("b", engines[2]))
+    thread_b.start()
+    assert b_found_the_old_holder.wait(BARRIER_TIMEOUT)
+    thread_a = threading.Thread(target=create, args=("a", engines[1]))
+    thread_a.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    deadline = time.monotonic() + BARRIER_TIMEOUT
+    while count(setup, waiting) == 0:
+        assert time.monotonic() < deadline, "B never waited for A's lock"
+        time.sleep(0.01)  # polling another session's state: there is no clock to inject here
+    b_waits.set()
+    thread_a.join(BARRIER_TIMEOUT)
+    thread_b.join(BARRIER_TIMEOUT)
+
+    a, b = results["a"], results["b"]
+    for store in stores:
+        store.dispose()
+    assert a.created and not b.created
+    assert b.execution.id == a.execution.id != first.id
+    holder = "SELECT execution_id FROM fm_idempotency_keys WHERE key = 'k'"
+    with SqlStore(postgres_url).engine.connect() as connection:
+        assert connection.execute(text(holder)).scalar_one() == a.execution.id
+        live = "SELECT count(*) FROM fm_executions WHERE id <> :first"
+        assert connection.execute(text(live), {"first": first.id}).scalar_one() == 1
 
 
 # -- (b) compare-and-set ------------------------------------------------------------------------

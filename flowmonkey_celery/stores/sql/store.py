@@ -212,15 +212,27 @@ class SqlStore:
         if conn.execute(_INSERT_KEY[self._dialect], values).rowcount == 1:
             return None
         matches = [idempotency_keys.c[name] == value for name, value in key.items()]
-        holder = conn.execute(select(idempotency_keys.c.execution_id).where(*matches)).scalar_one()
+        find_holder = select(idempotency_keys.c.execution_id).where(*matches)
+        holder = conn.execute(find_holder).scalar_one()
         existing = self._get(conn, holder)
-        expired = update(idempotency_keys).where(*matches, idempotency_keys.c.expires_at <= now)
-        if existing is None:  # the holder was purged by retention: the key is free
-            expired = update(idempotency_keys).where(*matches)
+        # Take the key over only from the holder seen, if its hold has expired (or it was
+        # purged by retention). A concurrent create that took it first has changed the holder
+        # by the time our UPDATE gets the row: then it matches nothing.
+        free = [*matches, idempotency_keys.c.execution_id == holder]
+        if existing is not None:
+            free.append(idempotency_keys.c.expires_at <= now)
         taken = conn.execute(
-            expired.values(execution_id=execution.id, expires_at=execution.idempotency_expires_at)
+            update(idempotency_keys)
+            .where(*free)
+            .values(execution_id=execution.id, expires_at=execution.idempotency_expires_at)
         ).rowcount
-        return None if taken == 1 else existing
+        if taken == 1:
+            return None
+        current = conn.execute(find_holder).scalar_one()
+        if current == holder:
+            return existing  # its hold is live: an idempotency hit
+        winner = self._get(conn, current)  # another create took the key meanwhile: theirs
+        return winner if winner is not None else existing
 
     def _insert_ignore(self, table: Any, values: dict[str, Any]) -> Any:
         dialect = postgresql if self._dialect == "postgresql" else sqlite
