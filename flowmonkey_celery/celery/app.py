@@ -208,10 +208,22 @@ class FlowMonkeyCelery:
         delivery = getattr(task.request, "delivery_info", None) or {}
         current_queue = delivery.get("routing_key") or self.options.queue
         time_limited = any(getattr(task.request, "timelimit", None) or ())
-        return self.run_steps(execution_id, version, current_queue, time_limited=time_limited)
+        return self.run_steps(
+            execution_id,
+            version,
+            current_queue,
+            time_limited=time_limited,
+            retried=bool(getattr(task.request, "retries", 0)),
+        )
 
     def run_steps(
-        self, execution_id: str, version: int, current_queue: str, *, time_limited: bool = False
+        self,
+        execution_id: str,
+        version: int,
+        current_queue: str,
+        *,
+        time_limited: bool = False,
+        retried: bool = False,
     ) -> str:
         """Run the step `version` expects, then, while the next step is ready now, routed to a
         queue this worker consumes and within the inline bounds, the ones after it. Each step
@@ -219,7 +231,12 @@ class FlowMonkeyCelery:
 
         A message with time limits (`time_limited`: a step with timeout_ms) runs its own step
         only: Celery's limits cover the whole message, so a step inlined after it would be
-        interrupted by a limit that was never its own."""
+        interrupted by a limit that was never its own.
+
+        `retried`: this message failed before with the store unavailable, possibly after its
+        save reached the database. If the step now turns out taken, it may have been taken by
+        that very attempt, whose next message was never sent: a runnable execution is sent on
+        (a duplicate message is harmless, it is dropped as stale)."""
         engine = self.runtime.engine
         deadline = time.monotonic() + self.options.inline_ms / 1000.0
         steps_run = 0
@@ -228,6 +245,8 @@ class FlowMonkeyCelery:
             try:
                 outcome = engine.step(execution_id, expected_version=version, known=known)
             except VersionConflictError:
+                if retried and steps_run == 0:
+                    self._send_on_if_runnable(execution_id)
                 return "stale"  # a duplicate or late message: someone already took this step
             except ExecutionError as exc:
                 if exc.code is ErrorCode.EXECUTION_NOT_FOUND:
@@ -247,6 +266,14 @@ class FlowMonkeyCelery:
                 continue
             self._send(execution_id, outcome.version, step)
             return "dispatched"
+
+    def _send_on_if_runnable(self, execution_id: str) -> None:
+        execution = self.runtime.engine.get(execution_id)
+        if execution is not None and execution.status in (
+            ExecutionStatus.PENDING,
+            ExecutionStatus.RUNNING,
+        ):
+            self.dispatch(execution)
 
     def _may_inline(
         self, step: Step | None, current_queue: str, steps_run: int, deadline: float

@@ -24,6 +24,7 @@ from flowmonkey_celery import (
 )
 from flowmonkey_celery.celery import FlowMonkeyCelery
 from flowmonkey_celery.celery.app import make_app
+from flowmonkey_celery.errors import StoreUnavailableError
 from flowmonkey_celery.runtime import Runtime, RuntimeOptions
 from flowmonkey_celery.settings import Settings
 
@@ -410,6 +411,40 @@ def test_a_step_with_timeout_ms_is_not_presumed_stalled_before_that_time_is_up(
     execution = fm.get(execution_id)
     assert execution is not None and execution.lease_expires_at is not None
     assert execution.lease_expires_at - START == timedelta(minutes=15)  # 10 allowed + 5
+
+
+class CommitsThenLosesTheConnection(MemoryStore):
+    """A store whose next save reaches the database, then reports it unavailable: a
+    connection lost after the server committed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_save = False
+
+    def save_execution(self, execution: Any, **kwargs: Any) -> Any:
+        saved = super().save_execution(execution, **kwargs)
+        if self.fail_next_save:
+            self.fail_next_save = False
+            raise StoreUnavailableError("save execution failed: connection lost")
+        return saved
+
+
+def test_a_step_retried_after_its_save_committed_sends_the_next_step_on(make_fm: Any) -> None:
+    store = CommitsThenLosesTheConnection()
+    fm = make_fm(chain(3), store=store, inline_steps=0)
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    store.fail_next_save = True
+
+    # Celery retries the message (autoretry_for StoreUnavailableError); run eagerly here.
+    fm.step_task.apply(args=(execution_id, 0), throw=False)
+
+    # The retry found step s1 taken (by its own first attempt) and sent s2's message, which
+    # that attempt never could: without it the execution would sit until its lease ran out.
+    ((args, _),) = sent(fm)
+    assert args == (execution_id, 1)
+    execution = fm.get(execution_id)
+    assert execution is not None and execution.current_step_id == "s2"
 
 
 def test_a_long_wait_relies_on_the_database_alone(make_fm: Any) -> None:

@@ -86,8 +86,9 @@ def _unavailable(
     exc: DBAPIError | DisconnectionError, database: str, operation: str
 ) -> StoreUnavailableError:
     return StoreUnavailableError(
-        f"{operation} failed: database {database} is unavailable ({_reason(exc)}); nothing "
-        "was committed and the operation can be retried",
+        f"{operation} failed: database {database} is unavailable ({_reason(exc)}); retry it "
+        "(a write whose connection was lost on the way may have been committed: a retried "
+        "compare-and-set save then finds its version taken)",
         details={"database": database, "operation": operation, "retryable": True},
     )
 
