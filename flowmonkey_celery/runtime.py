@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flowmonkey_celery.coordination.redis import RedisLockManager
 from flowmonkey_celery.core.clock import Clock, OffsetClock, SystemClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.ports import LockManager
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.core.triggers import ScheduleTrigger, flow_triggers
 from flowmonkey_celery.core.validation import build_flow
@@ -108,8 +110,12 @@ class Runtime:
         options: RuntimeOptions | None = None,
         clock: Clock | None = None,
         settings: Settings | None = None,
+        locks: LockManager | None = None,
     ) -> None:
         self.store = store
+        # Coordination (FLOWMONKEY_REDIS_URL): lets one tick per period do the sweep when
+        # several beats run. An optimisation only; the store decides everything.
+        self.locks = locks
         self.handlers = handlers
         self.flows = flows
         self.options = options or RuntimeOptions()
@@ -157,6 +163,7 @@ class Runtime:
                 else None
             ),
             settings=settings,
+            locks=RedisLockManager.from_url(settings.redis_url) if settings.redis_url else None,
         )
 
 

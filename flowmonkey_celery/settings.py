@@ -44,7 +44,8 @@ class Settings(BaseModel):
         FLOWMONKEY_FLOWS, FLOWMONKEY_HANDLERS` (comma-separated modules), `FLOWMONKEY_HOME`, and
         the tuning knobs `FLOWMONKEY_QUEUE, FLOWMONKEY_TICK_QUEUE, FLOWMONKEY_TICK_SECONDS,
         FLOWMONKEY_LEASE_SECONDS, FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS,
-        FLOWMONKEY_PREPARED_STATEMENTS` (`0` or `false` behind PgBouncer in transaction mode).
+        FLOWMONKEY_HARD_LIMIT_GRACE_SECONDS, FLOWMONKEY_PREPARED_STATEMENTS` (`0` or `false`
+        behind PgBouncer in transaction mode), and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.

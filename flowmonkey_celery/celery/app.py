@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.entity import Exchange, Queue
+from redis.exceptions import RedisError
 
 from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
@@ -331,6 +332,8 @@ class FlowMonkeyCelery:
         due cron triggers. Safe to run from several beats at once (claims, compare-and-set and
         unique constraints decide)."""
         engine, store = self.runtime.engine, self.runtime.store
+        if not self._first_tick_of_period():
+            return dict.fromkeys(("timed_out", "woken", "stalled", "fired"), 0)
         batch = self.options.sweep_batch
         now = self.runtime.clock.now()
         timed_out = engine.cancel_timed_out(now, limit=batch)
@@ -349,6 +352,22 @@ class FlowMonkeyCelery:
             "stalled": len(stalled),
             "fired": len(fired),
         }
+
+    def _first_tick_of_period(self) -> bool:
+        """With a lock manager (FLOWMONKEY_REDIS_URL), only the first tick of each period
+        sweeps: with two beats, the second one's tick has nothing to add. Without one, or with
+        Redis unreachable, every tick sweeps (safe: claims and compare-and-set decide)."""
+        locks = self.runtime.locks
+        if locks is None:
+            return True
+        try:
+            taken = locks.acquire(f"tick:{self.options.queue}", ttl=self.options.tick_seconds * 0.8)
+        except RedisError as exc:
+            log.warning("flowmonkey tick: Redis unreachable (%s); sweeping anyway", exc)
+            return True
+        if taken is None:
+            log.debug("flowmonkey tick skipped: another tick swept in this period")
+        return taken is not None
 
     def register_trigger(self, trigger: ScheduleTrigger | dict[str, Any]) -> ScheduleTrigger:
         """Save a schedule trigger (seed README shape); the tick fires it from then on.

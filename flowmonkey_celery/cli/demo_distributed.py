@@ -91,7 +91,8 @@ def run_distributed(
     console.print(
         f"Store: {store.database}. Broker: {client.app.conf.broker_url}.\n"
         f"Worker and beat logs: {settings.home / 'demo-logs'}. The pickup wait is 3 s here "
-        "(a durable wake time in the database, woken by the beat's tick).\n"
+        "(a durable wake time in the database, woken by its countdown message or the beat's "
+        "tick, whichever comes first).\n"
     )
     labels: dict[str, str] = {}
     printer = printer_class(console, labels)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from celery import Celery
 from click.testing import CliRunner
 
+from flowmonkey_celery.celery import FlowMonkeyCelery
 from flowmonkey_celery.cli import main
+from flowmonkey_celery.coordination.redis import RedisLockManager
 from flowmonkey_celery.errors import SchemaOutdatedError
-from flowmonkey_celery.runtime import build_store
+from flowmonkey_celery.runtime import Runtime, build_store
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
 from flowmonkey_celery.stores.sql.migrations import current_revision, head_revision
+from tests.services import REDIS_URL
 
 
 def test_embedded_default_creates_and_migrates_its_sqlite_file(tmp_path: Path) -> None:
@@ -105,3 +111,24 @@ triggers:
     assert trigger.timezone == "Europe/Berlin"
     assert trigger.static_context == {"kind": "nightly"}
     runtime.store.dispose()
+
+
+def test_with_flowmonkey_redis_url_ticks_share_one_sweep_per_period_through_redis(
+    postgres_url: str, redis_client: Any
+) -> None:
+    queue = f"fmtest-{uuid.uuid4().hex[:10]}"
+    settings = Settings(database_url=postgres_url, redis_url=REDIS_URL, queue=queue)
+    runtime = Runtime.from_settings(settings)
+    app = Celery("redis-lock-test", broker="memory://")
+    fm = FlowMonkeyCelery(app, runtime)
+    try:
+        assert isinstance(runtime.locks, RedisLockManager)
+        fm.tick()
+        key = f"flowmonkey:lock:tick:{queue}"
+        # The first tick holds the period (0.8 of it), so another beat's tick skips its sweep.
+        assert 0 < redis_client.pttl(key) <= 800
+        assert runtime.locks.acquire(f"tick:{queue}", ttl=1) is None
+    finally:
+        redis_client.delete(f"flowmonkey:lock:tick:{queue}")
+        runtime.store.dispose()
+        app.close()

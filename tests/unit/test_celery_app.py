@@ -24,6 +24,8 @@ from flowmonkey_celery import (
 )
 from flowmonkey_celery.celery import FlowMonkeyCelery
 from flowmonkey_celery.celery.app import make_app
+from flowmonkey_celery.coordination.memory import InMemoryLockManager
+from flowmonkey_celery.coordination.redis import RedisLockManager
 from flowmonkey_celery.errors import StoreUnavailableError
 from flowmonkey_celery.runtime import Runtime, RuntimeOptions
 from flowmonkey_celery.settings import Settings
@@ -480,6 +482,45 @@ def test_the_tick_wakes_due_executions_and_sends_their_next_step(make_fm: Any) -
     woken = fm.get(execution_id)
     assert woken is not None and woken.current_step_id == "n"
     assert args == (execution_id, woken.version)
+
+
+def test_with_a_lock_manager_only_the_first_tick_of_a_period_sweeps(make_fm: Any) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {
+            "w": {"type": "pause", "config": {"seconds": 3600}, "transitions": {"onSuccess": "s"}},
+            "s": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)  # tick every 1 s
+    clock = fm.runtime.clock
+    fm.runtime.locks = InMemoryLockManager(clock)  # FLOWMONKEY_REDIS_URL gives a Redis one
+    first = fm.start("chain").execution.id
+    fm.run_steps(first, 0, "flowmonkey")
+    clock.advance(0.5)
+    second = fm.start("chain").execution.id
+    fm.run_steps(second, 0, "flowmonkey")
+    sent(fm)  # their start messages
+    clock.advance(3599.5)
+
+    assert fm.tick()["woken"] == 1  # the first tick of this period: `first` is due
+    clock.advance(0.5)  # `second` is due too, but a second beat's tick in the same period...
+    assert fm.tick()["woken"] == 0  # ...leaves it to the next period
+    clock.advance(0.5)
+    assert fm.tick()["woken"] == 1
+    assert [args for args, _ in sent(fm)] == [(first, 2), (second, 2)]
+
+
+def test_a_tick_sweeps_anyway_when_redis_is_unreachable(make_fm: Any) -> None:
+    fm = make_fm(chain(1))
+    fm.runtime.locks = RedisLockManager.from_url("redis://127.0.0.1:1/0")  # nothing listens
+    execution_id = fm.start("chain").execution.id
+    sent(fm)
+    fm.runtime.clock.advance(timedelta(minutes=6))  # past its lease: presumed stalled
+    assert fm.tick()["stalled"] == 1
+    ((args, _),) = sent(fm)
+    assert args == (execution_id, 0)
 
 
 def test_the_tick_resends_executions_whose_lease_expired(make_fm: Any) -> None:
