@@ -11,16 +11,19 @@ import pytest
 from sqlalchemy import func, select
 
 from flowmonkey_celery.stores.sql.schema import trigger_fires
-from tests.e2e.conftest import FlowMonkeyCluster
+from tests.e2e.conftest import BROKER_URLS, FlowMonkeyCluster
 
 pytestmark = pytest.mark.slow
 
 SLOTS_TO_OBSERVE = 6
 
 
+@pytest.mark.parametrize("tick_lock", [False, True], ids=["database-only", "redis-tick-lock"])
 def test_two_beats_and_a_per_second_cron_fire_exactly_one_execution_per_slot(
-    cluster: FlowMonkeyCluster,
+    cluster: FlowMonkeyCluster, tick_lock: bool
 ) -> None:
+    if tick_lock:  # one sweep per period through Redis; the database still decides
+        cluster.set_env(FLOWMONKEY_REDIS_URL=BROKER_URLS["redis"])
     cluster.start_worker()
     cluster.start_beat()
     cluster.start_beat()  # a second beat: every tick now runs twice as often, concurrently
