@@ -12,6 +12,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -32,10 +33,11 @@ from flowmonkey_celery.core.execution import (
     TimeoutConfig,
     WaitKind,
 )
-from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.json_values import to_json_value
+from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.core.results import Result, StepError
@@ -100,6 +102,8 @@ class Engine:
         self.record_history = record_history
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
+        # While a handler runs, its lease keeps moving: a long step is not presumed stalled.
+        self._lease_keeper = LeaseKeeper(store, self.clock, lease) if lease is not None else None
         self._bus = EventBus()
 
     # -- events --------------------------------------------------------------------------------
@@ -363,7 +367,8 @@ class Engine:
         )
         started_at = self.clock.now()
         draft.record(EventType.STEP_STARTED, at=started_at, step_id=step.id, attempt=attempt)
-        invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
+        with self._keep_lease(draft, step):
+            invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
         result = invocation.result
         output: Any = None
         if result.outcome == "success" and result.output is not None:
@@ -735,6 +740,12 @@ class Engine:
         outcome = self._outcome(saved, step_id=step_id, kind=kind)
         outcome.execution = saved
         return outcome
+
+    def _keep_lease(self, draft: ExecutionDraft, step: Step) -> AbstractContextManager[None]:
+        if self._lease_keeper is None:
+            return nullcontext()
+        allowed = timedelta(milliseconds=step.timeout_ms or 0)
+        return self._lease_keeper.running(draft.execution.id, draft.expected_version, allowed)
 
     def _lease_for(self, execution: Execution, now: datetime) -> datetime | None:
         runnable = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)

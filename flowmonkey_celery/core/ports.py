@@ -98,6 +98,12 @@ class Store(Protocol):
         were before the claim."""
         ...
 
+    def extend_lease(self, execution_id: str, *, expected_version: int, until: datetime) -> bool:
+        """Move a pending or running execution's `lease_expires_at` to `until` if it is still
+        at `expected_version` (its version does not change): the heartbeat of a step that is
+        still running. False, and nothing written, if it has moved on."""
+        ...
+
     def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
         """Delete terminal executions with `finished_at < cutoff`, and their history, in
         batches of `batch_size` (each batch atomic). Returns how many were deleted."""

@@ -149,6 +149,18 @@ class MemoryStore:
                 self._executions[execution.id].lease_expires_at = lease_until
             return claimed
 
+    def extend_lease(self, execution_id: str, *, expected_version: int, until: datetime) -> bool:
+        with self._lock:
+            execution = self._executions.get(execution_id)
+            if (
+                execution is None
+                or execution.version != expected_version
+                or execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+            ):
+                return False
+            execution.lease_expires_at = until
+            return True
+
     def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
         with self._lock:
             doomed = {

@@ -684,6 +684,23 @@ def test_claim_stalled_hands_out_expired_leases_of_pending_and_running_once(
     assert store.claim_stalled(at(100), 10, at(500)) == []
 
 
+def test_extend_lease_moves_a_live_executions_lease_at_its_version_only(store: Store) -> None:
+    running = create(store, status=ExecutionStatus.RUNNING, lease_expires_at=at(10))
+    waiting = create(store, status=ExecutionStatus.WAITING, lease_expires_at=None)
+
+    assert store.extend_lease(running.id, expected_version=running.version, until=at(300))
+    assert not store.extend_lease(running.id, expected_version=running.version + 1, until=at(900))
+    assert not store.extend_lease(waiting.id, expected_version=waiting.version, until=at(900))
+    assert not store.extend_lease("no-such-execution", expected_version=0, until=at(900))
+
+    reloaded = store.get_execution(running.id)
+    assert reloaded is not None
+    assert reloaded.lease_expires_at == at(300)
+    assert reloaded.version == running.version  # a heartbeat is not a step
+    assert store.get_execution(waiting.id) == waiting
+    assert store.claim_stalled(at(100), 10, at(500)) == []  # no longer presumed stalled
+
+
 # -- delete_finished_before --------------------------------------------------------------------
 
 

@@ -379,6 +379,24 @@ class SqlStore:
         )
         return self._claim(query, {"lease_expires_at": lease_until}, "claim stalled executions")
 
+    def extend_lease(self, execution_id: str, *, expected_version: int, until: datetime) -> bool:
+        statement = (
+            update(executions)
+            .where(
+                executions.c.id == execution_id,
+                executions.c.version == expected_version,
+                executions.c.status.in_(
+                    [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
+                ),
+            )
+            .values(lease_expires_at=until)
+        )
+        if self._autocommit_reads:  # PostgreSQL: one statement, atomic on its own
+            with self._single_statement("extend lease") as conn:
+                return bool(conn.execute(statement).rowcount == 1)
+        with self._transaction("extend lease") as conn:
+            return bool(conn.execute(statement).rowcount == 1)
+
     def list_executions(
         self,
         *,
