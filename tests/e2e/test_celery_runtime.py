@@ -4,6 +4,7 @@ and the Redis and RabbitMQ brokers (DESIGN.md §3 invariants, issue 4's end-to-e
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,6 +119,32 @@ def test_a_worker_killed_mid_step_is_replaced_and_no_transition_is_applied_twice
     assert len(block_calls) >= 2
     assert set(block_calls) == {f"{execution_id}:block:1"}
     assert lines(calls) == [f"{execution_id}:before:1", f"{execution_id}:after:1"]
+
+
+def test_a_step_running_three_leases_long_is_never_started_twice(
+    cluster: FlowMonkeyCluster, tmp_path: Path
+) -> None:
+    cluster.set_env(FLOWMONKEY_LEASE_SECONDS="2")
+    started, release = tmp_path / "started.txt", tmp_path / "go"
+    cluster.start_worker()  # two pool processes: one is free to run a duplicate
+    cluster.start_beat()  # ticking every 0.5 s, re-sending whatever it finds stalled
+    context = {
+        "calls_file": str(tmp_path / "calls.txt"),
+        "started_file": str(started),
+        "release_file": str(release),
+    }
+    execution_id = cluster.client.start("e2e-block", context).execution.id
+    cluster.wait_for(lambda: lines(started), timeout=30, what="the blocking step to start")
+
+    time.sleep(3 * 2)  # the behaviour under test is real time passing: three leases
+    release.touch()
+    cluster.wait_finished([execution_id], timeout=30)
+
+    # Its worker renewed the lease while the handler ran: never presumed stalled, never
+    # started a second time alongside itself.
+    assert lines(started) == [f"{execution_id}:block:1"]
+    execution = cluster.client.get(execution_id)
+    assert execution is not None and execution.status is ExecutionStatus.COMPLETED
 
 
 def test_a_two_second_wait_resumes_within_two_seconds_plus_one_tick(
