@@ -331,9 +331,9 @@ class FlowMonkeyCelery:
         """One sweep: cancel timed-out executions, wake due ones, re-send stalled ones, fire
         due cron triggers. Safe to run from several beats at once (claims, compare-and-set and
         unique constraints decide)."""
-        engine, store = self.runtime.engine, self.runtime.store
         if not self._first_tick_of_period():
             return dict.fromkeys(("timed_out", "woken", "stalled", "fired"), 0)
+        engine, store = self.runtime.engine, self.runtime.store
         batch = self.options.sweep_batch
         now = self.runtime.clock.now()
         timed_out = engine.cancel_timed_out(now, limit=batch)

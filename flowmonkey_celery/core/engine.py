@@ -286,12 +286,7 @@ class Engine:
         known: Execution | None = None,
     ) -> StepOutcome:
         execution = known if known is not None else self._load(execution_id)
-        if expected_version is not None and execution.version != expected_version:
-            raise VersionConflictError(
-                f"execution {execution_id} is at version {execution.version}, not "
-                f"{expected_version}: this step was already taken",
-                details={"execution_id": execution_id, "expected_version": expected_version},
-            )
+        _check_version(execution, expected_version, "this step was already taken")
         if execution.is_terminal:
             return self._outcome(execution)
         now = self.clock.now()
@@ -744,7 +739,7 @@ class Engine:
     def _keep_lease(self, draft: ExecutionDraft, step: Step) -> AbstractContextManager[None]:
         if self._lease_keeper is None:
             return nullcontext()
-        allowed = timedelta(milliseconds=step.timeout_ms or 0)
+        allowed = _time_allowed(step)
         return self._lease_keeper.running(draft.execution.id, draft.expected_version, allowed)
 
     def _lease_for(self, execution: Execution, now: datetime) -> datetime | None:
@@ -755,8 +750,7 @@ class Engine:
         # run alongside itself) before that time is up: its lease starts when it may end.
         flow = self.flows.find(execution.flow_id, execution.flow_version)
         step = flow.steps.get(execution.current_step_id or "") if flow is not None else None
-        allowed = timedelta(milliseconds=step.timeout_ms) if step and step.timeout_ms else None
-        return now + self.lease + (allowed or timedelta(0))
+        return now + self.lease + _time_allowed(step)
 
     @staticmethod
     def _outcome(
@@ -778,12 +772,7 @@ class Engine:
 
     def _load_at(self, execution_id: str, expected_version: int | None) -> Execution:
         execution = self._load(execution_id)
-        if expected_version is not None and execution.version != expected_version:
-            raise VersionConflictError(
-                f"execution {execution_id} is at version {execution.version}, not "
-                f"{expected_version}: it changed since it was looked at",
-                details={"execution_id": execution_id, "expected_version": expected_version},
-            )
+        _check_version(execution, expected_version, "it changed since it was looked at")
         return execution
 
     def _load(self, execution_id: str) -> Execution:
@@ -856,3 +845,17 @@ def to_json_value_or_error(value: Any, what: str) -> Any:
         raise ExecutionError(
             f"{what} cannot be stored as JSON: {exc}", ErrorCode.INVALID_ARGUMENT
         ) from None
+
+
+def _time_allowed(step: Step | None) -> timedelta:
+    """How long the step may run (its timeout_ms), which its lease covers on top."""
+    return timedelta(milliseconds=step.timeout_ms or 0) if step is not None else timedelta(0)
+
+
+def _check_version(execution: Execution, expected_version: int | None, why: str) -> None:
+    if expected_version is not None and execution.version != expected_version:
+        raise VersionConflictError(
+            f"execution {execution.id} is at version {execution.version}, not "
+            f"{expected_version}: {why}",
+            details={"execution_id": execution.id, "expected_version": expected_version},
+        )

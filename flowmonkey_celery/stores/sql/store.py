@@ -149,10 +149,11 @@ class SqlStore:
                 yield connection
 
     @contextmanager
-    def _single_statement(self, operation: str) -> Iterator[Connection]:
-        """For one statement, which is atomic on its own: no transaction on PostgreSQL."""
+    def _single_statement(self, operation: str, *, write: bool = False) -> Iterator[Connection]:
+        """For one statement, which is atomic on its own: no transaction on PostgreSQL (on
+        SQLite, a transaction, taking the write lock up front if `write`)."""
         if not self._autocommit_reads:
-            with self._transaction(operation, write=False) as conn:
+            with self._transaction(operation, write=write) as conn:
                 yield conn
             return
         with translated_errors(self.database, operation), self.engine.connect() as conn:
@@ -391,10 +392,7 @@ class SqlStore:
             )
             .values(lease_expires_at=until)
         )
-        if self._autocommit_reads:  # PostgreSQL: one statement, atomic on its own
-            with self._single_statement("extend lease") as conn:
-                return bool(conn.execute(statement).rowcount == 1)
-        with self._transaction("extend lease") as conn:
+        with self._single_statement("extend lease", write=True) as conn:
             return bool(conn.execute(statement).rowcount == 1)
 
     def list_executions(
