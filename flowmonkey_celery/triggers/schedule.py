@@ -23,11 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import (  # type: ignore[import-untyped]
-    CroniterBadDateError,
-    CroniterError,
-    croniter,
-)
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.engine import Engine
