@@ -57,8 +57,10 @@ class RuntimeOptions:
         tick_queue: the queue of the beat's tick messages (None: "<queue>.tick"); a worker
             that consumes `queue` consumes it too (see `tick_queue_name`).
         tick_seconds: period of the beat's tick (wakes, timeouts, stalled executions, cron).
-        lease: a pending or running execution with no committed progress for this long is
-            presumed stalled and re-sent; it must exceed your slowest step.
+        lease: a pending or running execution with no committed progress and no heartbeat
+            for this long is presumed stalled (its worker died, its message was lost) and
+            re-sent. A running handler's worker renews it every third of a lease, so it bounds
+            how long a dead worker's step goes unnoticed, not how long a step may run.
         inline_steps / inline_ms: how far a worker may carry one execution itself, step after
             committed step, before handing it back to the broker (0 turns inline continuation
             off); bounded so one long flow cannot starve others.
@@ -70,7 +72,7 @@ class RuntimeOptions:
     queue: str = "flowmonkey"
     tick_queue: str | None = None
     tick_seconds: float = 1.0
-    lease: timedelta = timedelta(minutes=5)
+    lease: timedelta = timedelta(seconds=30)
     inline_steps: int = 50
     inline_ms: int = 2000
     short_wait: timedelta = timedelta(seconds=30)

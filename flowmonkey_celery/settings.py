@@ -29,7 +29,9 @@ class Settings(BaseModel):
     # steps never holds it up; workers consuming `queue` consume it too.
     tick_queue: str | None = None
     tick_seconds: float = 1.0
-    lease_seconds: float = 300.0
+    # A dead worker's step is re-sent within one lease plus one tick; a live one renews it
+    # every third of a lease, so this bounds recovery time, not how long a step may run.
+    lease_seconds: float = 30.0
     inline_steps: int = 50
     inline_ms: int = 2000
     hard_limit_grace_seconds: float = 10.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Step
+from flowmonkey_celery.core.lease import resend_lease
 from flowmonkey_celery.core.triggers import ScheduleTrigger
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -342,8 +343,14 @@ class FlowMonkeyCelery:
             execution = store.get_execution(execution_id)
             if execution is not None and not execution.is_terminal:
                 self.dispatch(execution)
-        stalled = store.claim_stalled(now, batch, now + self.options.lease)
+        lease = self.options.lease
+        stalled = store.claim_stalled(now, batch, now + lease)
         for execution in stalled:
+            spacing = resend_lease(execution.updated_at, now, lease)
+            if spacing >= 2 * lease:  # re-sent before: space the next re-send further out
+                store.extend_lease(
+                    execution.id, expected_version=execution.version, until=now + spacing
+                )
             self.dispatch(execution)
         fired = fire_due_schedules(engine, store, now, dispatch=self.dispatch)
         return {
@@ -407,6 +414,14 @@ def _route_first(app: Celery, task_name: str, queue: str) -> None:
     app.conf.task_routes = ({task_name: {"queue": queue}}, *existing)
 
 
+def _queue(name: str) -> Queue:
+    # kombu's constructors are untyped today; a call through a typed reference checks cleanly
+    # whether or not a kombu release adds types (a `type: ignore` would then be unused).
+    make_queue: Callable[..., Queue] = Queue
+    make_exchange: Callable[..., Exchange] = Exchange
+    return make_queue(name, make_exchange(name), routing_key=name)
+
+
 def make_app(settings: Settings, name: str = "flowmonkey") -> Celery:
     """A Celery app configured for flowmonkey from settings."""
     from flowmonkey_celery.celery.embedded import embedded_broker_url
@@ -421,10 +436,7 @@ def make_app(settings: Settings, name: str = "flowmonkey") -> Celery:
         # What `celery -A workers.app worker` consumes without -Q. Celery's default queue
         # (`celery`) stays the default: a `celery_task` step sending one of your tasks without
         # a queue sends it where your own workers look, not to flowmonkey's queue.
-        task_queues=[
-            Queue(q, Exchange(q), routing_key=q)  # type: ignore[no-untyped-call]  # kombu
-            for q in own_queues
-        ],
+        task_queues=[_queue(q) for q in own_queues],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

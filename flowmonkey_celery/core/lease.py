@@ -17,12 +17,29 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flowmonkey_celery.core.clock import Clock
 from flowmonkey_celery.core.ports import Store
 
 log = logging.getLogger("flowmonkey_celery.lease")
+
+# Re-sends of one stalled version back off up to this many leases apart (5 minutes at the
+# default 30 s lease): see `resend_lease`.
+RESEND_BACKOFF_LEASES = 10
+
+
+def resend_lease(committed_at: datetime, now: datetime, lease: timedelta) -> timedelta:
+    """How long an execution re-sent as stalled at `now` is left before it may be re-sent
+    again: one lease at first, then as long as it has gone without progress since its version
+    was committed at `committed_at`, at most RESEND_BACKOFF_LEASES leases.
+
+    A message that is merely queued behind a deep backlog looks stalled too. Re-sent at a fixed
+    lease, each such execution would add a duplicate to the backlog every lease (harmless,
+    dropped as stale, but work); spaced this way they come after 1, 2, 4, 8... leases, so a
+    backlog of any depth adds a handful, while a dead worker's step is still re-sent after one.
+    """
+    return max(lease, min(now - committed_at, lease * RESEND_BACKOFF_LEASES))
 
 
 @dataclass

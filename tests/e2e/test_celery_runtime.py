@@ -85,7 +85,8 @@ def test_200_concurrent_executions_all_complete_with_exactly_five_steps_each(
 def test_a_worker_killed_mid_step_is_replaced_and_no_transition_is_applied_twice(
     cluster: FlowMonkeyCluster, tmp_path: Path
 ) -> None:
-    cluster.set_env(FLOWMONKEY_LEASE_SECONDS=str(LEASE_SECONDS))
+    # The default lease (30 s): what a user who never touched FLOWMONKEY_LEASE_SECONDS gets.
+    assert "FLOWMONKEY_LEASE_SECONDS" not in cluster.settings_env
     calls, started, release = tmp_path / "calls.txt", tmp_path / "started.txt", tmp_path / "go"
     first_worker = cluster.start_worker()
     cluster.start_beat()
@@ -94,14 +95,18 @@ def test_a_worker_killed_mid_step_is_replaced_and_no_transition_is_applied_twice
 
     cluster.wait_for(lambda: lines(started), timeout=30, what="the blocking step to start")
     first_worker.kill()
+    killed_at = time.monotonic()
     interrupted = cluster.client.get(execution_id)
     assert interrupted is not None
     assert interrupted.status is ExecutionStatus.RUNNING
     assert interrupted.current_step_id == "block"
+    assert interrupted.lease_expires_at is not None
+    assert interrupted.lease_expires_at - datetime.now(UTC) <= timedelta(seconds=30)
 
     release.touch()
     cluster.start_worker()
     cluster.wait_finished([execution_id], timeout=60)
+    print(f"recovered {time.monotonic() - killed_at:.1f} s after kill -9 ({cluster.broker})")
 
     execution = cluster.client.get(execution_id)
     assert execution is not None

@@ -4,6 +4,7 @@ real workers on Redis and RabbitMQ)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,7 +76,9 @@ def make_fm() -> Iterator[Any]:
             options=RuntimeOptions(**options),
             clock=ManualClock(START),
         )
-        return FlowMonkeyCelery(app, runtime)
+        fm = FlowMonkeyCelery(app, runtime)
+        sent(fm)  # kombu's memory transport is one per process: drop what earlier tests left
+        return fm
 
     yield build
     for app in apps:
@@ -531,6 +534,45 @@ def test_the_tick_resends_executions_whose_lease_expired(make_fm: Any) -> None:
     assert fm.tick()["stalled"] == 1
     assert [args for args, _ in sent(fm)] == [(created.id, 0)]
     assert fm.tick()["stalled"] == 0  # claimed: not re-sent until the new lease expires
+
+
+def test_re_sends_of_a_stalled_execution_back_off_so_a_backlog_is_not_flooded(
+    make_fm: Any,
+) -> None:
+    # Its message sits in a backlog (or was lost): the tick re-sends it after one lease, then
+    # ever further apart, never more than ten leases apart.
+    fm = make_fm(chain(2), lease=timedelta(seconds=30))
+    clock = fm.runtime.clock
+    created = fm.runtime.engine.create("chain").execution  # committed, message never sent
+    resent_at: list[float] = []
+    for _ in range(2 * 3600):  # an hour of ticks, half a second apart
+        clock.advance(0.5)
+        if fm.tick()["stalled"]:
+            resent_at.append((clock.now() - START).total_seconds())
+    assert resent_at[:5] == [30.0, 60.0, 120.0, 240.0, 480.0]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(resent_at)]
+    assert max(gaps) == 300.0  # ten leases
+    assert len(resent_at) == 15  # not 120, one per lease
+    assert [args for args, _ in sent(fm)] == [(created.id, 0)] * len(resent_at)
+
+
+def test_a_dead_workers_step_is_re_sent_after_one_lease_however_long_it_ran(
+    make_fm: Any,
+) -> None:
+    # A step that heartbeated for an hour, then lost its worker: re-sent one lease after its
+    # last heartbeat, not later.
+    fm = make_fm(chain(2), lease=timedelta(seconds=30))
+    clock = fm.runtime.clock
+    execution = fm.runtime.engine.create("chain").execution
+    store = fm.runtime.store
+    for _ in range(360):  # the heartbeat, every 10 s for an hour
+        clock.advance(10)
+        assert store.extend_lease(
+            execution.id, expected_version=0, until=clock.now() + timedelta(seconds=30)
+        )
+        assert fm.tick()["stalled"] == 0
+    clock.advance(30)  # the worker died right after its last heartbeat
+    assert fm.tick()["stalled"] == 1
 
 
 def test_resume_commits_then_enqueues_the_next_step(make_fm: Any) -> None:
