@@ -36,6 +36,8 @@ class ErrorCode(StrEnum):
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     STORE_CONFLICT = "STORE_CONFLICT"
     SCHEMA_OUTDATED = "SCHEMA_OUTDATED"
+    # A routing step (conditional, switch) matched nothing and has no `default`.
+    NO_MATCH = "NO_MATCH"
 
 
 class FlowMonkeyError(Exception):

@@ -1,8 +1,9 @@
 """Routing handlers, registered in every HandlerRegistry: `conditional` and `switch`.
 
 Both read the step's resolved input and choose the next step through `Result.success(...,
-next_step=...)`. With no matching branch and no `default`, the step's own `on_success`
-transition applies. A target of null ends the flow (completed).
+next_step=...)`. With no matching branch, `default` picks the next step; with no `default`
+key either, the step fails with NO_MATCH, as in FlowMonkey (its retry policy and `on_failure`
+apply). A target of null (`default: null` included) ends the flow, completed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flowmonkey_celery.core.conditions import condition_issues, evaluate
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.paths import MISSING, get_path
 from flowmonkey_celery.core.results import Result, StepResult
+from flowmonkey_celery.errors import ErrorCode
 
 CONDITIONAL = "conditional"
 SWITCH = "switch"
@@ -41,7 +43,9 @@ class ConditionalHandler:
         if "default" in config:
             target = config["default"]
             return Result.success({"matched": None, "target": target}, next_step=target)
-        return Result.success({"matched": None, "target": None})
+        return Result.failure(
+            ErrorCode.NO_MATCH.value, "No condition matched and no default defined"
+        )
 
 
 class SwitchHandler:
@@ -69,7 +73,23 @@ class SwitchHandler:
         if "default" in config:
             target = config["default"]
             return Result.success({"value": shown, "target": target}, next_step=target)
-        return Result.success({"value": shown, "target": None})
+        return Result.failure(
+            ErrorCode.NO_MATCH.value,
+            f'No case matched value "{_shown(value)}" and no default defined',
+            {"value": shown, "path": path},
+        )
+
+
+def _shown(value: Any) -> str:
+    # As FlowMonkey prints it: strings as they are, a missing value as `undefined`.
+    if value is MISSING:
+        return "undefined"
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _case_key(value: Any) -> Any:

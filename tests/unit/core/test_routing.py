@@ -42,8 +42,16 @@ def harness(*flows: dict[str, Any]) -> TestHarness:
     return TestHarness(handlers=[mark], flows=list(flows), clock=ManualClock(START))
 
 
-def conditional(conditions: list[dict[str, Any]], **step: Any) -> dict[str, Any]:
-    return {"type": "conditional", "config": {"conditions": conditions}, **step}
+_NO_DEFAULT = object()
+
+
+def conditional(
+    conditions: list[dict[str, Any]], default: Any = _NO_DEFAULT, **step: Any
+) -> dict[str, Any]:
+    config: dict[str, Any] = {"conditions": conditions}
+    if default is not _NO_DEFAULT:
+        config["default"] = default
+    return {"type": "conditional", "config": config, **step}
 
 
 def reached(h: TestHarness, context: dict[str, Any], flow_id: str = "route") -> Any:
@@ -84,27 +92,10 @@ def test_conditional_uses_default_when_nothing_matches() -> None:
     assert reached(h, {}) == "nurture"
 
 
-def test_conditional_without_match_or_default_follows_on_success() -> None:
-    route = conditional(
-        [{"path": "vip", "op": "eq", "value": True, "target": "sales"}],
-        transitions={"onSuccess": "after"},
-    )
-    h = harness(routing_flow(route))
-
-    assert reached(h, {"vip": False}) == "after"
-
-
-def test_conditional_without_match_default_or_on_success_completes() -> None:
-    h = harness(
-        routing_flow(conditional([{"path": "vip", "op": "eq", "value": True, "target": "sales"}]))
-    )
-
-    assert reached(h, {"vip": False}) is None
-
-
 def test_conditional_null_target_completes_the_flow_even_with_on_success() -> None:
     route = conditional(
         [{"path": "spam", "op": "eq", "value": True, "target": None}],
+        default="after",
         transitions={"onSuccess": "after"},
     )
     h = harness(routing_flow(route))
@@ -143,7 +134,7 @@ def test_conditional_matches_nested_all_any_not() -> None:
                     },
                     {"not": {"path": "amount", "op": "exists"}, "target": "nurture"},
                 ],
-                transitions={"onSuccess": "sales"},
+                default="sales",
             )
         )
     )
@@ -159,7 +150,7 @@ def test_conditional_reads_the_resolved_input_so_paths_are_relative_to_it() -> N
     route = conditional(
         [{"path": "score", "op": "gte", "value": 80, "target": "sales"}],
         input={"type": "key", "key": "lead"},
-        transitions={"onSuccess": "nurture"},
+        default="nurture",
     )
     h = harness(routing_flow(route))
 
@@ -172,7 +163,7 @@ def test_conditional_on_a_template_input_tests_the_rendered_values() -> None:
     route = conditional(
         [{"path": "label", "op": "eq", "value": "gold-UK", "target": "sales"}],
         input={"type": "template", "template": {"label": "${tier}-${address.country}"}},
-        transitions={"onSuccess": "nurture"},
+        default="nurture",
     )
     h = harness(routing_flow(route))
 
@@ -208,17 +199,87 @@ def test_conditional_records_the_transition_it_chose() -> None:
     assert transitions == [{"from": "route", "to": "sales"}]
 
 
-def test_conditional_with_mismatched_types_falls_through_instead_of_failing() -> None:
+def test_conditional_with_mismatched_types_falls_through_instead_of_raising() -> None:
     route = conditional(
         [
             {"path": "score", "op": "gt", "value": "80", "target": "sales"},
             {"path": "prefs", "op": "contains", "value": ["email"], "target": "sales"},
         ],
-        transitions={"onSuccess": "nurture"},
     )
+    route["config"]["default"] = "nurture"
     h = harness(routing_flow(route))
 
     assert reached(h, {"score": 99, "prefs": {"email": True}}) == "nurture"
+
+
+def test_conditional_with_no_match_and_no_default_fails_with_no_match() -> None:
+    route = conditional(
+        [{"path": "score", "op": "gte", "value": 80, "target": "sales"}],
+        transitions={"onSuccess": "nurture"},  # not taken: no branch was chosen
+    )
+    h = harness(routing_flow(route))
+
+    execution = h.run("route", {"score": 10}).execution
+
+    h.assert_failed(execution, code="NO_MATCH")
+    assert execution.error is not None
+    assert execution.error.message == "No condition matched and no default defined"
+    assert execution.error.step_id == "route"
+    assert "reached" not in execution.context
+
+
+def test_a_no_match_failure_follows_on_failure() -> None:
+    route = conditional(
+        [{"path": "score", "op": "gte", "value": 80, "target": "sales"}],
+        transitions={"onFailure": "review"},
+    )
+    h = harness(routing_flow(route))
+
+    execution = h.run("route", {"score": 10}).execution
+
+    h.assert_completed(execution)
+    assert execution.context["reached"] == "review"
+    assert execution.context["_error"]["code"] == "NO_MATCH"
+
+
+def test_conditional_with_explicit_null_default_completes() -> None:
+    route = conditional([{"path": "score", "op": "gte", "value": 80, "target": "sales"}])
+    route["config"]["default"] = None
+    h = harness(routing_flow(route))
+
+    assert reached(h, {"score": 10}) is None
+
+
+@pytest.mark.parametrize(
+    ("context", "shown"),
+    [
+        ({"plan": "enterprise"}, "enterprise"),
+        ({"plan": 42}, "42"),
+        ({"plan": {"tier": 1}}, '{"tier": 1}'),
+        ({}, "undefined"),
+    ],
+)
+def test_switch_with_no_case_and_no_default_fails_with_no_match(
+    context: dict[str, Any], shown: str
+) -> None:
+    route = {"type": "switch", "config": {"path": "plan", "cases": {"free": "sales"}}}
+    h = harness(routing_flow(route))
+
+    execution = h.run("route", context).execution
+
+    h.assert_failed(execution, code="NO_MATCH")
+    assert execution.error is not None
+    assert execution.error.message == f'No case matched value "{shown}" and no default defined'
+
+
+def test_switch_with_explicit_null_default_completes() -> None:
+    route = {
+        "type": "switch",
+        "config": {"path": "plan", "cases": {"free": "sales"}, "default": None},
+    }
+    h = harness(routing_flow(route))
+
+    assert reached(h, {"plan": "enterprise"}) is None
 
 
 # -- business rule ----------------------------------------------------------------------------
@@ -307,13 +368,6 @@ def test_switch_uses_default_for_an_unknown_or_missing_value() -> None:
 
     assert reached(h, {"kind": "hobby"}) == "nurture"
     assert reached(h, {}) == "nurture"
-
-
-def test_switch_without_match_or_default_follows_on_success() -> None:
-    h = harness(routing_flow(switch({"enterprise": "sales"}, transitions={"onSuccess": "after"})))
-
-    assert reached(h, {"kind": "hobby"}) == "after"
-    assert reached(h, {}) == "after"
 
 
 def test_switch_case_with_null_target_completes_the_flow() -> None:
