@@ -119,8 +119,8 @@ class RedisWakeSignaler:
             with self._mutex:
                 if callback in self._callbacks:
                     self._callbacks.remove(callback)
-                if not self._callbacks:
-                    self._stop()
+                running = self._detach() if not self._callbacks else None
+            self._stop(running)
 
         return unsubscribe
 
@@ -140,14 +140,25 @@ class RedisWakeSignaler:
             raise ConnectionError(f"Redis did not confirm the subscription to {self.channel}")
         self._thread = self._pubsub.run_in_thread(sleep_time=0.5, daemon=True)
 
-    def _stop(self) -> None:
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread.join(timeout=2)
-            self._thread = None
-        if self._pubsub is not None:
-            self._pubsub.close()
-            self._pubsub = None
+    def _detach(self) -> tuple[Any, Any] | None:
+        """Take the listener thread and its connection out of service (under `_mutex`)."""
+        running = (self._thread, self._pubsub)
+        self._thread = self._pubsub = None
+        return running if running != (None, None) else None
+
+    @staticmethod
+    def _stop(running: tuple[Any, Any] | None) -> None:
+        # Called without `_mutex`: the listener may be inside `_deliver` waiting for it, and
+        # redis-py's `stop()` joins the thread (with no timeout in recent releases).
+        if running is None:
+            return
+        thread, pubsub = running
+        if thread is not None:
+            thread.stop()
+            if thread is not threading.current_thread():  # closed by a subscriber callback
+                thread.join(timeout=2)
+        if pubsub is not None:
+            pubsub.close()
 
     def _deliver(self, message: dict[str, Any]) -> None:
         try:
@@ -172,4 +183,5 @@ class RedisWakeSignaler:
     def close(self) -> None:
         with self._mutex:
             self._callbacks.clear()
-            self._stop()
+            running = self._detach()
+        self._stop(running)

@@ -175,3 +175,41 @@ def test_a_failing_subscriber_does_not_stop_others(signaler: WakeSignaler) -> No
     signaler.signal("exec-3")
     assert arrived.wait(timeout=5)
     assert received == [WakeSignal("exec-3", None)]
+
+
+def test_redis_close_returns_while_signals_are_being_delivered(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    # close() used to hold the subscriber lock while redis-py's stop() joined the listener
+    # thread, which could be waiting for that very lock to deliver a signal: a deadlock,
+    # hit by a close() that lands mid-delivery. Flood deliveries and close, twenty times.
+    from flowmonkey_celery.coordination.redis import RedisWakeSignaler
+
+    for round_number in range(20):
+        signaler = RedisWakeSignaler(redis_client, prefix=f"{redis_prefix}:{round_number}")
+        delivered = threading.Event()
+        signaler.subscribe(lambda _, arrived=delivered: arrived.set())
+        for n in range(200):
+            signaler.signal(f"exec-{n}")
+        assert delivered.wait(timeout=5)
+        closer = threading.Thread(target=signaler.close, daemon=True)
+        closer.start()
+        closer.join(timeout=10)
+        assert not closer.is_alive(), f"close() deadlocked with the listener (round {round_number})"
+
+
+def test_redis_a_subscriber_may_close_the_signaler_from_its_callback(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    from flowmonkey_celery.coordination.redis import RedisWakeSignaler
+
+    signaler = RedisWakeSignaler(redis_client, prefix=redis_prefix)
+    closed = threading.Event()
+
+    def close_on_signal(_: WakeSignal) -> None:
+        signaler.close()
+        closed.set()
+
+    signaler.subscribe(close_on_signal)
+    signaler.signal("bye")
+    assert closed.wait(timeout=5), "close() inside a callback raised or hung"
