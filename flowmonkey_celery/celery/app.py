@@ -127,6 +127,11 @@ class FlowMonkeyCelery:
         runtime = Runtime.from_settings(settings)
         return cls(make_app(settings, app_name), runtime)
 
+    @property
+    def step_queue(self) -> str:
+        """The default queue of step messages (flows and steps may name their own)."""
+        return self.options.queue
+
     # -- client API: commit first, then enqueue -----------------------------------------------
 
     def start(

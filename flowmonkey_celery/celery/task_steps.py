@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import weakref
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from celery import Celery, Task
 from celery.utils.serialization import UnpickleableExceptionWrapper
@@ -43,9 +43,30 @@ from flowmonkey_celery.errors import (
     StoreUnavailableError,
     VersionConflictError,
 )
+from flowmonkey_celery.runtime import Runtime
 
-if TYPE_CHECKING:
-    from flowmonkey_celery.celery.app import FlowMonkeyCelery
+
+class TaskStepHost(Protocol):
+    """What `celery_task` steps need of the Celery runtime (`FlowMonkeyCelery` is one): its
+    app, its runtime, and the commit-then-enqueue operations. Narrow, so that this module does
+    not depend on `app.py`, which installs it."""
+
+    app: Celery
+    runtime: Runtime
+
+    @property
+    def step_queue(self) -> str: ...
+
+    def get(self, execution_id: str) -> Execution | None: ...
+
+    def resume(
+        self, execution_id: str, data: Any = None, *, expected_version: int | None = None
+    ) -> Execution: ...
+
+    def dispatch(self, execution: Execution, *, countdown: float | None = None) -> None: ...
+
+    def send_wake(self, execution: Execution) -> None: ...
+
 
 log = logging.getLogger("flowmonkey_celery.celery.task_steps")
 
@@ -62,7 +83,7 @@ NOT_YET_RETRIES = 16
 NOT_YET_MAX_DELAY = 2.0
 MESSAGE_LIMIT = 2000
 
-_installed: weakref.WeakSet[FlowMonkeyCelery] = weakref.WeakSet()
+_installed: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class Delivery(StrEnum):
@@ -229,7 +250,7 @@ class CeleryTaskHandler:
 
 
 def deliver_result(
-    fm: FlowMonkeyCelery, result: Any, execution_id: str, step_key: str, sequence: int
+    fm: TaskStepHost, result: Any, execution_id: str, step_key: str, sequence: int
 ) -> Delivery:
     """Resume the execution with a task's return value if it still waits for that task.
 
@@ -260,7 +281,7 @@ def deliver_result(
 
 
 def deliver_failure(
-    fm: FlowMonkeyCelery,
+    fm: TaskStepHost,
     execution_id: str,
     step_key: str,
     sequence: int,
@@ -282,7 +303,7 @@ def deliver_failure(
 
 
 def _verdict(
-    fm: FlowMonkeyCelery, execution_id: str, step_key: str, sequence: int, what: str
+    fm: TaskStepHost, execution_id: str, step_key: str, sequence: int, what: str
 ) -> tuple[Delivery, Execution | None]:
     """Whether the outcome applies, and the execution as it was looked at."""
     try:
@@ -302,7 +323,7 @@ def _verdict(
 
 
 def _fail_step(
-    fm: FlowMonkeyCelery,
+    fm: TaskStepHost,
     seen: Execution,
     step_key: str,
     code: str,
@@ -339,8 +360,8 @@ def _moved_on(exc: ExecutionError, step_key: str) -> Delivery:
 # -- installing ------------------------------------------------------------------------------
 
 
-def install_celery_task_steps(fm: FlowMonkeyCelery) -> None:
-    """Add `celery_task` steps to a FlowMonkeyCelery: the handler (unless a `celery_task`
+def install_celery_task_steps(fm: TaskStepHost) -> None:
+    """Add `celery_task` steps to a TaskStepHost: the handler (unless a `celery_task`
     handler is registered already) and the `flowmonkey.task_succeeded`,
     `flowmonkey.task_errback` and `flowmonkey.task_failed` tasks. Calling it again is a no-op.
 
@@ -352,15 +373,15 @@ def install_celery_task_steps(fm: FlowMonkeyCelery) -> None:
         return
     _installed.add(fm)
     try:
-        fm.runtime.handlers.register(CeleryTaskHandler(fm.app, fm.options.queue))
+        fm.runtime.handlers.register(CeleryTaskHandler(fm.app, fm.step_queue))
     except FlowMonkeyError as exc:
         if exc.code is not ErrorCode.DUPLICATE_HANDLER:
             raise
     _register_tasks(fm)
 
 
-def _register_tasks(fm: FlowMonkeyCelery) -> None:
-    app, queue = fm.app, fm.options.queue
+def _register_tasks(fm: TaskStepHost) -> None:
+    app, queue = fm.app, fm.step_queue
     reliable: dict[str, Any] = {
         "acks_late": True,
         "reject_on_worker_lost": True,

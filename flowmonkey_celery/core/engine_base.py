@@ -1,0 +1,279 @@
+"""What every part of the engine shares: its collaborators, and how a draft is committed.
+
+The engine is split by responsibility: `stepping` (step, run), `commands` (create, resume,
+cancel...), `sweeps` (wake_due, cancel_timed_out). Each is a class over `EngineBase`; the
+`Engine` in `engine.py` combines them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from flowmonkey_celery.core.clock import Clock, SystemClock
+from flowmonkey_celery.core.draft import ExecutionDraft
+from flowmonkey_celery.core.events import EventBus, EventCallback
+from flowmonkey_celery.core.execution import (
+    ErrorInfo,
+    Execution,
+    ExecutionStatus,
+    StepOutcome,
+    StepOutcomeKind,
+    TimeoutConfig,
+    WaitKind,
+)
+from flowmonkey_celery.core.flow import Flow, Step
+from flowmonkey_celery.core.json_values import to_json_value
+from flowmonkey_celery.core.lease import LeaseKeeper
+from flowmonkey_celery.core.ports import Store
+from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
+from flowmonkey_celery.errors import (
+    ErrorCode,
+    ExecutionError,
+    HandlerNotFoundError,
+    VersionConflictError,
+)
+
+log = logging.getLogger("flowmonkey_celery.engine")
+
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+# A sweeper that claimed a wake and died leaves it due again after this long.
+WAKE_CLAIM_TTL = timedelta(seconds=60)
+# User commands (resume, cancel) reload and retry when they race a worker's save.
+_COMMAND_ATTEMPTS = 10
+
+
+class EngineBase:
+    """The state and internals the engine's parts share (see `Engine` for the options)."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: HandlerRegistry,
+        flows: FlowRegistry,
+        *,
+        max_steps: int = 1000,
+        record_history: bool = True,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        lease: timedelta | None = None,
+        timeout_exceptions: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        if lease is not None and lease <= timedelta(0):
+            raise ValueError("lease must be positive")
+        # A distributed runtime sets a lease: a pending or running execution whose lease
+        # expires without progress is presumed stalled (lost message, dead worker) and re-sent.
+        self.lease = lease
+        # Exceptions a runtime raises inside a handler to enforce timeout_ms (e.g. Celery's
+        # SoftTimeLimitExceeded): recorded as HANDLER_TIMEOUT rather than HANDLER_ERROR.
+        self.timeout_exceptions = timeout_exceptions
+        self.store = store
+        self.handlers = handlers
+        self.flows = flows
+        self.max_steps = max_steps
+        self.record_history = record_history
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        # While a handler runs, its lease keeps moving: a long step is not presumed stalled.
+        self._lease_keeper = LeaseKeeper(store, self.clock, lease) if lease is not None else None
+        self._bus = EventBus()
+
+    # -- events --------------------------------------------------------------------------------
+
+    def on(self, event_type: str, callback: EventCallback) -> Callable[[], None]:
+        """Call `callback(event)` for each committed event of `event_type` ("*" for all).
+
+        Returns the function that unsubscribes. A subscriber that raises is logged and
+        never affects the execution.
+        """
+        return self._bus.on(event_type, callback)
+
+    def _expire_deadlines(self, draft: ExecutionDraft) -> bool:
+        """Cancel the draft if its execution or wait deadline has passed."""
+        execution = draft.execution
+        now = draft.now
+        if execution.deadline_at is not None and execution.deadline_at <= now:
+            code, what = ErrorCode.EXECUTION_TIMEOUT, "execution"
+            limit = execution.timeout.execution_timeout_ms if execution.timeout else None
+        elif (
+            execution.status is ExecutionStatus.WAITING
+            and execution.wait_deadline_at is not None
+            and execution.wait_deadline_at <= now
+        ):
+            code, what = ErrorCode.WAIT_TIMEOUT, "wait"
+            limit = execution.timeout.wait_timeout_ms if execution.timeout else None
+        else:
+            return False
+        message = f"{what} timeout of {limit} ms passed; execution {execution.id} was cancelled"
+        draft.cancel(
+            "timeout",
+            message,
+            ErrorInfo(
+                code=code.value,
+                message=message,
+                step_id=execution.current_step_id,
+                details={"timeout_ms": limit},
+            ),
+        )
+        return True
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        draft: ExecutionDraft,
+        *,
+        step_id: str | None = None,
+        kind: StepOutcomeKind | None = None,
+    ) -> StepOutcome:
+        execution = draft.finalise()
+        execution.lease_expires_at = self._lease_for(execution, draft.now)
+        events = draft.events
+        saved = self.store.save_execution(
+            execution,
+            expected_version=draft.expected_version,
+            events=events if self.record_history else [],
+        )
+        self._bus.emit(events)
+        if saved.status is ExecutionStatus.CANCELLED:
+            # Every way to cancel (user, timeout at any check) takes the children along.
+            draft.children_cancelled = self._cancel_children(saved.id)
+        outcome = self._outcome(saved, step_id=step_id, kind=kind)
+        outcome.execution = saved
+        return outcome
+
+    def _cancel_children(self, parent_id: str) -> list[str]:
+        """Cancel the live children of a cancelled execution; their ids (`Commands` does it)."""
+        raise NotImplementedError
+
+    def _keep_lease(self, draft: ExecutionDraft, step: Step) -> AbstractContextManager[None]:
+        if self._lease_keeper is None:
+            return nullcontext()
+        allowed = _time_allowed(step)
+        return self._lease_keeper.running(draft.execution.id, draft.expected_version, allowed)
+
+    def _lease_for(self, execution: Execution, now: datetime) -> datetime | None:
+        runnable = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        if self.lease is None or not runnable:
+            return None
+        # A step allowed to run for timeout_ms must not be presumed stalled (and re-sent to
+        # run alongside itself) before that time is up: its lease starts when it may end.
+        flow = self.flows.find(execution.flow_id, execution.flow_version)
+        step = flow.steps.get(execution.current_step_id or "") if flow is not None else None
+        return now + self.lease + _time_allowed(step)
+
+    @staticmethod
+    def _outcome(
+        execution: Execution, *, step_id: str | None = None, kind: StepOutcomeKind | None = None
+    ) -> StepOutcome:
+        return StepOutcome(
+            execution_id=execution.id,
+            flow_id=execution.flow_id,
+            flow_version=execution.flow_version,
+            done=execution.is_terminal,
+            status=execution.status,
+            step_id=step_id if step_id is not None else execution.current_step_id,
+            outcome=kind,
+            next_step_id=None if execution.is_terminal else execution.current_step_id,
+            wake_at=execution.wake_at,
+            error=execution.error,
+            version=execution.version,
+        )
+
+    def _load_at(self, execution_id: str, expected_version: int | None) -> Execution:
+        execution = self._load(execution_id)
+        _check_version(execution, expected_version, "it changed since it was looked at")
+        return execution
+
+    def _load(self, execution_id: str) -> Execution:
+        execution = self.store.get_execution(execution_id)
+        if execution is None:
+            raise ExecutionError(
+                f"execution {execution_id!r} not found",
+                ErrorCode.EXECUTION_NOT_FOUND,
+                {"execution_id": execution_id},
+            )
+        return execution
+
+    def _flow_of(self, execution: Execution) -> Flow:
+        return self.flows.get(execution.flow_id, execution.flow_version)
+
+    def _check_handlers(self, flow: Flow) -> None:
+        missing: dict[str, list[str]] = {}
+        for step in flow.steps.values():
+            if not self.handlers.has(step.type):
+                missing.setdefault(step.type, []).append(step.id)
+        if missing:
+            listing = "; ".join(f"{t!r} (steps {', '.join(s)})" for t, s in sorted(missing.items()))
+            raise HandlerNotFoundError(
+                f"flow {flow.id!r} {flow.version} uses step types with no registered handler: "
+                f"{listing}; register them with HandlerRegistry.register()",
+                details={"types": sorted(missing)},
+            )
+
+    @staticmethod
+    def _not_waiting(execution: Execution) -> ExecutionError:
+        if execution.wait_kind is WaitKind.RETRY:
+            detail = (
+                f"is in a retry backoff of step {execution.current_step_id!r} (next attempt at "
+                f"{execution.wake_at.isoformat() if execution.wake_at else 'soon'}), not waiting "
+                "for a signal"
+            )
+        else:
+            detail = f"is {execution.status.value}, not waiting"
+        return ExecutionError(
+            f"execution {execution.id} {detail}; only waiting executions can be resumed",
+            ErrorCode.EXECUTION_NOT_WAITING,
+            {"execution_id": execution.id, "status": execution.status.value},
+        )
+
+    @staticmethod
+    def _json_object(value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ExecutionError(
+                f"{what} must be an object (dict), not {type(value).__name__}",
+                ErrorCode.INVALID_ARGUMENT,
+            )
+        converted = to_json_value_or_error(value, what)
+        assert isinstance(converted, dict)
+        return converted
+
+    @staticmethod
+    def _timeout_config(timeout: TimeoutConfig | dict[str, Any] | None) -> TimeoutConfig | None:
+        if timeout is None or isinstance(timeout, TimeoutConfig):
+            return timeout
+        try:
+            return TimeoutConfig.model_validate(timeout)
+        except ValidationError as exc:
+            raise ExecutionError(f"invalid timeout: {exc}", ErrorCode.INVALID_ARGUMENT) from None
+
+
+def to_json_value_or_error(value: Any, what: str) -> Any:
+    try:
+        return to_json_value(value)
+    except TypeError as exc:
+        raise ExecutionError(
+            f"{what} cannot be stored as JSON: {exc}", ErrorCode.INVALID_ARGUMENT
+        ) from None
+
+
+def _time_allowed(step: Step | None) -> timedelta:
+    """How long the step may run (its timeout_ms), which its lease covers on top."""
+    return timedelta(milliseconds=step.timeout_ms or 0) if step is not None else timedelta(0)
+
+
+def _check_version(execution: Execution, expected_version: int | None, why: str) -> None:
+    if expected_version is not None and execution.version != expected_version:
+        raise VersionConflictError(
+            f"execution {execution.id} is at version {execution.version}, not "
+            f"{expected_version}: {why}",
+            details={"execution_id": execution.id, "expected_version": expected_version},
+        )

@@ -1,0 +1,239 @@
+"""Stepping: advance an execution one handler call (or one due wake / deadline) at a time."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from flowmonkey_celery.core.clock import ManualClock
+from flowmonkey_celery.core.draft import ExecutionDraft
+from flowmonkey_celery.core.engine_base import (
+    EngineBase,
+    _check_version,
+)
+from flowmonkey_celery.core.events import EventType
+from flowmonkey_celery.core.execution import (
+    ErrorInfo,
+    Execution,
+    ExecutionStatus,
+    StepOutcome,
+    StepOutcomeKind,
+)
+from flowmonkey_celery.core.handlers import HandlerParams
+from flowmonkey_celery.core.invoke import invoke_handler
+from flowmonkey_celery.core.json_values import to_json_value
+from flowmonkey_celery.core.results import Result, StepError
+from flowmonkey_celery.core.retry import compute_backoff, should_retry
+from flowmonkey_celery.core.selectors import resolve_input
+from flowmonkey_celery.errors import (
+    ErrorCode,
+    HandlerNotFoundError,
+    VersionConflictError,
+)
+
+
+class Stepping(EngineBase):
+    """`step()` and `run()`: load, guard, call the handler, apply its result, commit."""
+
+    def step(
+        self,
+        execution_id: str,
+        *,
+        expected_version: int | None = None,
+        known: Execution | None = None,
+    ) -> StepOutcome:
+        """Advance the execution by one handler call (or one due wake / deadline), committed.
+
+        Args:
+            expected_version: if given and the stored version differs, nothing runs and
+                VersionConflictError is raised: a duplicate or stale step message.
+            known: the execution as this process has just committed it (`outcome.execution`
+                of the previous step), to skip loading it again. If anything else changed it
+                meanwhile (a cancel, say), the save's compare-and-set refuses this step with
+                VersionConflictError, exactly as if the change had come during the handler.
+
+        Raises:
+            ExecutionError: EXECUTION_NOT_FOUND; FLOW_NOT_FOUND if its flow version is no
+                longer registered (the execution is left untouched).
+            VersionConflictError: another process saved the execution meanwhile; nothing written.
+        """
+        if known is not None and known.id != execution_id:
+            raise ValueError(f"known execution {known.id} is not {execution_id}")
+        return self._step(
+            execution_id, simulate_time=False, expected_version=expected_version, known=known
+        )
+
+    def run(self, execution_id: str, *, simulate_time: bool = False) -> Execution:
+        """Step until the execution completes, fails, is cancelled, or waits for something not
+        yet due. A failure inside the flow is in `execution.error`, never raised.
+
+        With `simulate_time=True`, timed waits and retry backoffs are treated as due at once;
+        a ManualClock is advanced to each wake time.
+
+        Raises:
+            ExecutionError: EXECUTION_NOT_FOUND for an unknown id.
+        """
+        conflicts = 0
+        while True:
+            try:
+                outcome = self._step(execution_id, simulate_time=simulate_time)
+            except VersionConflictError:
+                # Someone else (a cancel, another engine) moved it on: look again.
+                conflicts += 1
+                if conflicts > 100:
+                    raise
+                continue
+            if outcome.done:
+                break
+            if outcome.status is ExecutionStatus.WAITING and outcome.outcome is None:
+                break  # still waiting on something that is not due (or not timed)
+        return self._load(execution_id)
+
+    def _step(
+        self,
+        execution_id: str,
+        *,
+        simulate_time: bool,
+        expected_version: int | None = None,
+        known: Execution | None = None,
+    ) -> StepOutcome:
+        execution = known if known is not None else self._load(execution_id)
+        _check_version(execution, expected_version, "this step was already taken")
+        if execution.is_terminal:
+            return self._outcome(execution)
+        now = self.clock.now()
+        if simulate_time and execution.wake_at is not None:
+            # Only a timed wait is fast-forwarded; a deadline counts only if it falls before
+            # the wake. A signal wait stays a wait: nobody has resumed it.
+            due = execution.next_due_at()
+            if due is not None and due > now:
+                now = self.clock.set(due) if isinstance(self.clock, ManualClock) else due
+        draft = ExecutionDraft(execution, now)
+
+        if self._expire_deadlines(draft):
+            return self._commit(draft)
+        if execution.status is ExecutionStatus.WAITING:
+            if execution.wake_at is None or execution.wake_at > now:
+                return self._outcome(execution)
+            # The wake is committed on its own, before any handler runs: whoever wakes a due
+            # execution (a countdown message, the tick's sweep) takes it by compare-and-set,
+            # so the others find it taken instead of running the same attempt alongside.
+            draft.wake(self._flow_of(execution))
+            return self._commit(draft)
+        draft.start()
+        return self._run_current_step(draft)
+
+    def _run_current_step(self, draft: ExecutionDraft) -> StepOutcome:
+        execution = draft.execution
+        step_id = execution.current_step_id
+        if execution.step_count >= self.max_steps:
+            draft.fail(
+                ErrorCode.MAX_STEPS.value,
+                f"execution {execution.id} reached max_steps={self.max_steps} handler calls; "
+                "is the flow looping? Raise Engine(max_steps=...) if it is meant to run longer",
+                step_id,
+            )
+            return self._commit(draft)
+        flow = self._flow_of(execution)
+        step = flow.steps.get(step_id) if step_id else None
+        if step is None:
+            draft.fail(
+                ErrorCode.STEP_NOT_FOUND.value,
+                f"step {step_id!r} is not in flow {flow.id!r} {flow.version}",
+                step_id,
+            )
+            return self._commit(draft)
+        try:
+            handler = self.handlers.get(step.type)
+        except HandlerNotFoundError as exc:
+            draft.fail(exc.code.value, exc.message, step.id, exc.details)
+            return self._commit(draft)
+        try:
+            step_input = resolve_input(step.input, execution.context)
+        except Exception as exc:
+            draft.route_failure(
+                flow,
+                step,
+                StepError(
+                    ErrorCode.INPUT_ERROR.value, f"cannot resolve input of step {step.id!r}: {exc}"
+                ),
+                step.transitions.on_failure,
+            )
+            return self._commit(draft, step_id=step.id, kind="failure")
+
+        attempt = execution.retry_attempts + 1
+        snapshot = execution.clone()
+        params = HandlerParams(
+            input=step_input,
+            context=MappingProxyType(snapshot.context),
+            step=step,
+            execution=snapshot,
+            attempt=attempt,
+            step_key=f"{execution.id}:{step.id}:{attempt}",
+            clock=self.clock,
+        )
+        started_at = self.clock.now()
+        draft.record(EventType.STEP_STARTED, at=started_at, step_id=step.id, attempt=attempt)
+        with self._keep_lease(draft, step):
+            invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
+        result = invocation.result
+        output: Any = None
+        if result.outcome == "success" and result.output is not None:
+            try:
+                output = to_json_value(result.output)
+            except TypeError as exc:
+                result = Result.failure(
+                    ErrorCode.HANDLER_ERROR.value,
+                    f"output of step {step.id!r} cannot be stored as JSON: {exc}",
+                )
+        finished_at = self.clock.now()
+        # The clock may be simulated; the wall-time duration is what the audit log wants.
+        draft.now = max(draft.now, finished_at)
+        execution.step_count += 1
+        error = (
+            ErrorInfo(
+                code=result.error.code,
+                message=result.error.message,
+                step_id=step.id,
+                details=result.error.details,
+            )
+            if result.error
+            else None
+        )
+        draft.record(
+            EventType.STEP_COMPLETED,
+            at=finished_at,
+            step_id=step.id,
+            handler_type=step.type,
+            outcome=result.outcome,
+            attempt=attempt,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_ms=round(invocation.duration_ms, 3),
+            error=error,
+        )
+        kind: StepOutcomeKind = result.outcome
+        if result.outcome == "success":
+            target = (
+                result.next_step if result.overrides_transition else step.transitions.on_success
+            )
+            draft.succeed(flow, step, output, target)
+        elif result.outcome == "wait":
+            wake_at = result.wake_at
+            if wake_at is None and result.delay is not None:
+                wake_at = draft.now + result.delay
+            wait_timeout = execution.timeout.wait_timeout_ms if execution.timeout else None
+            draft.wait(step, wake_at, result.wait_reason, wait_timeout)
+        else:
+            assert result.error is not None
+            if should_retry(step.retry, execution.retry_attempts, result.error.code):
+                assert step.retry is not None
+                delay = compute_backoff(step.retry, execution.retry_attempts + 1, self.rng)
+                draft.schedule_retry(step, result.error, delay)
+                kind = "retry"
+            else:
+                target = (
+                    result.next_step if result.overrides_transition else step.transitions.on_failure
+                )
+                draft.route_failure(flow, step, result.error, target)
+        return self._commit(draft, step_id=step.id, kind=kind)
