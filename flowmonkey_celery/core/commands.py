@@ -25,7 +25,7 @@ from flowmonkey_celery.core.execution import (
     WaitKind,
 )
 from flowmonkey_celery.core.results import StepError
-from flowmonkey_celery.core.retry import compute_backoff, should_retry
+from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
@@ -246,9 +246,8 @@ class Commands(EngineBase):
             attempt=attempt,
             error=ErrorInfo(code=code, message=message, step_id=step.id, details=error.details),
         )
-        if should_retry(step.retry, execution.retry_attempts, code):
-            assert step.retry is not None
-            delay = compute_backoff(step.retry, execution.retry_attempts + 1, self.rng)
+        delay = retry_delay(step.retry, execution.retry_attempts, error, self.rng)
+        if delay is not None:
             draft.schedule_retry(step, error, delay)
         else:
             draft.route_failure(flow, step, error, step.transitions.on_failure)
@@ -294,9 +293,8 @@ class Commands(EngineBase):
             draft = ExecutionDraft(execution, self.clock.now())
             if not self._expire_deadlines(draft):
                 draft.leave_wait("failure")
-                if should_retry(step.retry, execution.retry_attempts, code):
-                    assert step.retry is not None
-                    delay = compute_backoff(step.retry, execution.retry_attempts + 1, self.rng)
+                delay = retry_delay(step.retry, execution.retry_attempts, error, self.rng)
+                if delay is not None:
                     draft.schedule_retry(step, error, delay)
                 else:
                     draft.route_failure(flow, step, error, step.transitions.on_failure)

@@ -24,6 +24,12 @@ class StepError:
     code: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    # False: retrying cannot help (an HTTP 404, say), so a retry policy without `retry_on`
+    # skips it; a code listed in `retry_on` is retried regardless. None: the policy decides.
+    retryable: bool | None = None
+    # The earliest the failed call may be tried again (an HTTP Retry-After): a retry waits at
+    # least this long, longer if its backoff says so.
+    retry_after: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,28 @@ class Result:
         message: str | None = None,
         details: dict[str, Any] | None = None,
         next_step: str | None = UNSET,
+        *,
+        retryable: bool | None = None,
+        retry_after: timedelta | float | int | None = None,
     ) -> StepResult:
-        """The step failed. Accepts `(code, message)` or FlowMonkey's `{"code", "message"}`."""
+        """The step failed. Accepts `(code, message)` or FlowMonkey's `{"code", "message"}`.
+
+        `retryable=False` tells a retry policy without `retry_on` that another attempt cannot
+        help; `retry_after` (timedelta or seconds) is the least a retry must wait.
+        """
         if isinstance(code, dict):
             payload = code
             code = str(payload.get("code") or "STEP_FAILED")
             message = message or payload.get("message")
             details = details or payload.get("details")
         overrides = next_step is not UNSET
-        error = StepError(str(code), str(message or code), dict(details or {}))
+        error = StepError(
+            str(code),
+            str(message or code),
+            dict(details or {}),
+            retryable=retryable,
+            retry_after=as_timedelta(retry_after, "retry_after") if retry_after is not None else None,
+        )
         return StepResult(
             "failure",
             error=error,

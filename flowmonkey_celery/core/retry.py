@@ -6,6 +6,7 @@ import random
 from datetime import timedelta
 
 from flowmonkey_celery.core.flow import RetryPolicy
+from flowmonkey_celery.core.results import StepError
 from flowmonkey_celery.errors import ErrorCode
 
 # Failures that no retry can fix: the step's input cannot be built from the context.
@@ -34,3 +35,28 @@ def compute_backoff(
     if fraction:
         delay_ms *= 1.0 - fraction * (rng or random).random()
     return timedelta(milliseconds=delay_ms)
+
+
+def retry_delay(
+    policy: RetryPolicy | None,
+    retries_done: int,
+    error: StepError,
+    rng: random.Random | None = None,
+) -> timedelta | None:
+    """How long to wait before retrying a failed call, or None if it is not retried.
+
+    A code listed in the policy's `retry_on` is retried; with no `retry_on`, any code is,
+    unless the handler marked the error `retryable=False`. The wait is the policy's backoff,
+    or the error's `retry_after` if that is longer.
+    """
+    if policy is None or error.code in NEVER_RETRIED or retries_done >= policy.max_attempts:
+        return None
+    if policy.retry_on:
+        if error.code not in policy.retry_on:
+            return None
+    elif error.retryable is False:
+        return None
+    delay = compute_backoff(policy, retries_done + 1, rng)
+    if error.retry_after is not None and error.retry_after > delay:
+        return error.retry_after
+    return delay

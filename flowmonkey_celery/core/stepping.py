@@ -23,7 +23,7 @@ from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.results import Result, StepError
-from flowmonkey_celery.core.retry import compute_backoff, should_retry
+from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -226,9 +226,8 @@ class Stepping(EngineBase):
             draft.wait(step, wake_at, result.wait_reason, wait_timeout)
         else:
             assert result.error is not None
-            if should_retry(step.retry, execution.retry_attempts, result.error.code):
-                assert step.retry is not None
-                delay = compute_backoff(step.retry, execution.retry_attempts + 1, self.rng)
+            delay = retry_delay(step.retry, execution.retry_attempts, result.error, self.rng)
+            if delay is not None:
                 draft.schedule_retry(step, result.error, delay)
                 kind = "retry"
             else:

@@ -89,7 +89,7 @@ def retry_flow(
 
 
 def make_engine(
-    flaky: Flaky, flow: dict[str, Any], clock: ManualClock | None = None
+    flaky: Flaky | Refusing, flow: dict[str, Any], clock: ManualClock | None = None
 ) -> tuple[Engine, ManualClock, Record]:
     clock = clock or ManualClock(START)
     record = Record()
@@ -434,3 +434,58 @@ def test_resume_during_a_retry_backoff_is_refused() -> None:
     assert still.status is ExecutionStatus.WAITING
     assert still.wait_kind is WaitKind.RETRY
     assert "approved" not in still.context
+
+
+# -- retryable and retry_after (what the http handler reports) -----------------------------
+
+
+class Refusing:
+    """A `flaky` handler failing with a given retryable flag and Retry-After."""
+
+    type = "flaky"
+
+    def __init__(self, retryable: bool | None, retry_after: float | None = None) -> None:
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = 0
+
+    def execute(self, params: HandlerParams) -> StepResult:
+        self.attempts += 1
+        return Result.failure(
+            "HTTP_404" if self.retryable is False else "HTTP_503",
+            "upstream said no",
+            retryable=self.retryable,
+            retry_after=self.retry_after,
+        )
+
+
+def test_an_error_marked_not_retryable_is_not_retried_by_a_policy_without_retry_on() -> None:
+    handler = Refusing(retryable=False)
+    engine, _, _ = make_engine(handler, retry_flow({"maxAttempts": 3}))
+    execution = engine.run(engine.create("retrying").execution.id, simulate_time=True)
+    assert handler.attempts == 1
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.error is not None and execution.error.code == "HTTP_404"
+
+
+def test_a_code_listed_in_retry_on_is_retried_even_when_marked_not_retryable() -> None:
+    handler = Refusing(retryable=False)
+    flow = retry_flow({"maxAttempts": 2, "retryOn": ["HTTP_404"]})
+    engine, _, _ = make_engine(handler, flow)
+    engine.run(engine.create("retrying").execution.id, simulate_time=True)
+    assert handler.attempts == 3
+
+
+def test_retry_after_longer_than_the_backoff_sets_the_wait() -> None:
+    handler = Refusing(retryable=True, retry_after=120)
+    engine, _, _ = make_engine(handler, retry_flow({"maxAttempts": 1, "backoffMs": 1000}))
+    execution = engine.run(engine.create("retrying").execution.id)
+    assert execution.wait_kind is WaitKind.RETRY
+    assert execution.wake_at == START + timedelta(seconds=120)
+
+
+def test_retry_after_shorter_than_the_backoff_does_not_shorten_it() -> None:
+    handler = Refusing(retryable=True, retry_after=0.5)
+    engine, _, _ = make_engine(handler, retry_flow({"maxAttempts": 1, "backoffMs": 3000}))
+    execution = engine.run(engine.create("retrying").execution.id)
+    assert execution.wake_at == START + timedelta(seconds=3)
