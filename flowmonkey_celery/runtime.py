@@ -13,7 +13,7 @@ from flowmonkey_celery.core.clock import Clock, OffsetClock, SystemClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.ports import LockManager
-from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
+from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
 from flowmonkey_celery.core.triggers import ScheduleTrigger, flow_triggers
 from flowmonkey_celery.core.validation import build_flow
 from flowmonkey_celery.core.versions import version_key
@@ -141,13 +141,17 @@ class Runtime:
         deploys are registered too, so executions pinned to them keep running."""
         store = build_store(settings)
         handler_registry = HandlerRegistry([*handlers, *handlers_in_modules(settings.handlers)])
-        flow_registry = FlowRegistry()
+        flow_registry = FlowRegistry(handlers=handler_registry)
         local = [build_flow(f) for f in [*flows, *flows_in_folder(settings.flows)]]
+        for flow in local:  # refused before anything is stored
+            check_step_configs(flow, handler_registry)
         now = datetime.now(UTC)
         for flow in local:
             store.save_flow_definition(flow, now=now)
         for flow in store.list_flow_definitions():
-            flow_registry.register(flow)
+            # Checked when deployed; executions may be pinned to versions a newer handler
+            # schema would refuse, and they must keep running.
+            flow_registry.register(flow, check_configs=False)
         # Triggers declared in flow files: the newest local version of each flow declares them.
         latest = {flow.id: flow for flow in sorted(local, key=lambda f: version_key(f.version))}
         for flow in latest.values():

@@ -7,6 +7,7 @@ import click
 from flowmonkey_celery.cli.db import db
 from flowmonkey_celery.cli.demo import demo
 from flowmonkey_celery.cli.flows import validate
+from flowmonkey_celery.cli.handlers import handlers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +19,4 @@ def main() -> None:
 main.add_command(db)
 main.add_command(demo)
 main.add_command(validate)
+main.add_command(handlers)

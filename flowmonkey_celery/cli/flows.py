@@ -6,16 +6,19 @@ from pathlib import Path
 
 import click
 
+from flowmonkey_celery.cli.handlers import deployment_handlers
 from flowmonkey_celery.cli.output import console as make_console
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.flow_files import FLOW_FILE_SUFFIXES
+from flowmonkey_celery.core.registries import check_step_configs
 from flowmonkey_celery.errors import FlowValidationError
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def validate(paths: tuple[Path, ...]) -> None:
-    """Validate flow files (YAML or JSON) or folders of them; exit 1 if any is invalid."""
+    """Validate flow files (YAML or JSON) or folders of them, step configs included (against
+    the built-in handlers and those of FLOWMONKEY_HANDLERS); exit 1 if any is invalid."""
     console = make_console()
     files = [
         file
@@ -24,9 +27,11 @@ def validate(paths: tuple[Path, ...]) -> None:
         if file.suffix.lower() in FLOW_FILE_SUFFIXES
     ]
     bad = 0
+    registry = deployment_handlers()
     for file in files:
         try:
             flow = Flow.from_file(file)
+            check_step_configs(flow, registry)
         except FlowValidationError as exc:
             bad += 1
             console.print(f"[red]✗[/] {file}: {len(exc.issues)} problem(s)")

@@ -32,7 +32,7 @@ from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store
-from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
+from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
@@ -85,6 +85,11 @@ class EngineBase:
         # While a handler runs, its lease keeps moving: a long step is not presumed stalled.
         self._lease_keeper = LeaseKeeper(store, self.clock, lease) if lease is not None else None
         self._bus = EventBus()
+        # Flows registered from now on have their step configs checked against these
+        # handlers' schemas; flows registered before are checked at their first create.
+        if flows.handlers is None:
+            flows.handlers = handlers
+        self._configs_checked: set[tuple[str, str]] = set()
 
     # -- events --------------------------------------------------------------------------------
 
@@ -218,6 +223,9 @@ class EngineBase:
                 f"{listing}; register them with HandlerRegistry.register()",
                 details={"types": sorted(missing)},
             )
+        if flow.key not in self._configs_checked:
+            check_step_configs(flow, self.handlers)
+            self._configs_checked.add(flow.key)
 
     @staticmethod
     def _not_waiting(execution: Execution) -> ExecutionError:

@@ -6,7 +6,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
+from flowmonkey_celery.core.delay import DelayHandler
 from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.handler_info import (
+    HandlerInfo,
+    Issue,
+    config_validator,
+    step_config_issues,
+)
 from flowmonkey_celery.core.handlers import (
     FunctionHandler,
     HandlerParams,
@@ -24,28 +33,55 @@ from flowmonkey_celery.errors import (
     HandlerNotFoundError,
 )
 
+# Factories of the handlers every HandlerRegistry starts with besides routing (the built-in
+# handlers of `flowmonkey_celery.handlers` add theirs when the package is imported): core
+# cannot import them itself, they reach outside (HTTP, SMTP).
+_BUILTIN_FACTORIES: list[Callable[[], Iterable[StepHandler]]] = []
+
+
+def add_builtin_handlers(factory: Callable[[], Iterable[StepHandler]]) -> None:
+    """Have every HandlerRegistry created from now on start with `factory()`'s handlers."""
+    if factory not in _BUILTIN_FACTORIES:
+        _BUILTIN_FACTORIES.append(factory)
+
 
 class HandlerRegistry:
-    """Handlers by step type. `conditional` and `switch` are registered from the start."""
+    """Handlers by step type. The routing handlers (`conditional`, `switch`) and the built-in
+    ones (`delay`, `http`, `transform`, ...: see the README) are registered from the start;
+    register your own type to add one, or `replace=True` to swap a built-in."""
 
     def __init__(self, handlers: Iterable[StepHandler | Callable[..., Any]] = ()) -> None:
         self._handlers: dict[str, StepHandler] = {}
+        self._validators: dict[str, Draft202012Validator | None] = {}
+        # Built-in types a handler of yours may take over without replace=True (until it does).
+        self._builtin_types: set[str] = set()
         self._lock = threading.Lock()
         self.register(ConditionalHandler())
         self.register(SwitchHandler())
+        builtins: list[StepHandler] = [DelayHandler()]
+        for factory in _BUILTIN_FACTORIES:
+            builtins += factory()
+        for builtin in builtins:
+            self.register(builtin)
+            self._builtin_types.add(builtin.type)
         for item in handlers:
             self.register(item)
 
     def register(self, handler: Any, *, replace: bool = False) -> StepHandler:
         """Register a `@handler` function or any object with `.type` and `.execute(params)`.
 
+        A handler of a built-in type (`http`, `delay`, ...) takes the built-in's place.
+
         Raises:
             FlowMonkeyError: DUPLICATE_HANDLER if the type is taken (pass `replace=True` to
-                swap it deliberately), INVALID_ARGUMENT if `handler` has no type/execute.
+                swap it deliberately), INVALID_ARGUMENT if `handler` has no type/execute or
+                declares an invalid `config_schema`.
         """
         checked = _as_handler(handler)
+        validator = config_validator(HandlerInfo.of(checked))
         with self._lock:
-            if checked.type in self._handlers and not replace:
+            overridable = checked.type in self._builtin_types
+            if checked.type in self._handlers and not replace and not overridable:
                 raise FlowMonkeyError(
                     f"a handler for step type {checked.type!r} is already registered "
                     f"({self._handlers[checked.type]!r}); pass replace=True to replace it",
@@ -53,11 +89,30 @@ class HandlerRegistry:
                     {"type": checked.type},
                 )
             self._handlers[checked.type] = checked
+            self._validators[checked.type] = validator
+            self._builtin_types.discard(checked.type)
         return checked
+
+    def info(self, handler_type: str) -> HandlerInfo:
+        """What the handler for `handler_type` says about itself.
+
+        Raises:
+            HandlerNotFoundError: no handler for that type.
+        """
+        return HandlerInfo.of(self.get(handler_type))
+
+    def infos(self) -> list[HandlerInfo]:
+        """Every registered handler's description, by type."""
+        return [HandlerInfo.of(self._handlers[t]) for t in self.types()]
+
+    def config_issues(self, flow: Flow) -> list[Issue]:
+        """Every step config of `flow` that breaks its handler's config schema."""
+        return step_config_issues(flow, self._validators)
 
     def unregister(self, handler_type: str) -> None:
         with self._lock:
             self._handlers.pop(handler_type, None)
+            self._validators.pop(handler_type, None)
 
     def get(self, handler_type: str) -> StepHandler:
         """The handler for `handler_type`.
@@ -113,22 +168,37 @@ class FlowRegistry:
 
     Executions pin the version they started on, so a registered version never changes:
     registering the same id and version again with a different definition is refused.
+
+    With `handlers` (an `Engine` attaches its own if none is given), each step's `config` is
+    checked against its handler's `config_schema` when the flow is registered.
     """
 
-    def __init__(self, flows: Iterable[Flow | dict[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        flows: Iterable[Flow | dict[str, Any]] = (),
+        *,
+        handlers: HandlerRegistry | None = None,
+    ) -> None:
         self._flows: dict[str, dict[str, Flow]] = {}
         self._lock = threading.Lock()
+        self.handlers = handlers
         for flow in flows:
             self.register(flow)
 
-    def register(self, flow: Flow | dict[str, Any]) -> Flow:
+    def register(self, flow: Flow | dict[str, Any], *, check_configs: bool = True) -> Flow:
         """Validate and add a flow (a `Flow` or FlowMonkey JSON/snake_case data).
 
+        `check_configs=False` skips the handler config check: for versions stored by an
+        earlier deploy, which executions may be pinned to, checked when they were deployed.
+
         Raises:
-            FlowValidationError: code INVALID_FLOW, with every problem in `.issues`; also when
-                this id and version are already registered with a different definition.
+            FlowValidationError: code INVALID_FLOW, with every problem in `.issues` (a step
+                config that breaks its handler's schema, at `steps.<id>.config.<path>`); also
+                when this id and version are already registered with a different definition.
         """
         checked = build_flow(flow)
+        if check_configs and self.handlers is not None:
+            check_step_configs(checked, self.handlers)
         with self._lock:
             versions = self._flows.setdefault(checked.id, {})
             existing = versions.get(checked.version)
@@ -191,3 +261,18 @@ class FlowRegistry:
 
     def __len__(self) -> int:
         return len(self._flows)
+
+
+def check_step_configs(flow: Flow, handlers: HandlerRegistry) -> None:
+    """Raise unless every step config of `flow` matches its handler's config schema.
+
+    Raises:
+        FlowValidationError: INVALID_FLOW, one issue per problem, each naming its path.
+    """
+    issues = handlers.config_issues(flow)
+    if issues:
+        raise FlowValidationError(
+            f"flow {flow.id!r} {flow.version} has step configs its handlers refuse "
+            f"({len(issues)} problem{'s' if len(issues) != 1 else ''})",
+            issues,
+        )

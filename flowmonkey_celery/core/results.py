@@ -90,7 +90,9 @@ class Result:
             str(message or code),
             dict(details or {}),
             retryable=retryable,
-            retry_after=as_timedelta(retry_after, "retry_after") if retry_after is not None else None,
+            retry_after=as_timedelta(retry_after, "retry_after")
+            if retry_after is not None
+            else None,
         )
         return StepResult(
             "failure",

@@ -32,6 +32,15 @@ class ConditionalHandler:
         "name": "Conditional",
         "description": "Route to the first branch whose condition holds",
         "category": "control",
+        # The detailed checks (operators, targets, regexes) are `routing_config_issues`.
+        "config_schema": {
+            "type": "object",
+            "required": ["conditions"],
+            "properties": {
+                "conditions": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                "default": {"type": ["string", "null"]},
+            },
+        },
     }
 
     def execute(self, params: HandlerParams) -> StepResult:
@@ -57,6 +66,15 @@ class SwitchHandler:
         "name": "Switch",
         "description": "Route on one value",
         "category": "control",
+        "config_schema": {
+            "type": "object",
+            "required": ["cases"],
+            "properties": {
+                "path": {"type": "string"},
+                "cases": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "default": {"type": ["string", "null"]},
+            },
+        },
     }
 
     def execute(self, params: HandlerParams) -> StepResult:
