@@ -38,6 +38,13 @@ class ErrorCode(StrEnum):
     SCHEMA_OUTDATED = "SCHEMA_OUTDATED"
     # A routing step (conditional, switch) matched nothing and has no `default`.
     NO_MATCH = "NO_MATCH"
+    # Resume tokens (webhook and wait_for_signal steps).
+    INVALID_RESUME_TOKEN = "INVALID_RESUME_TOKEN"
+    RESUME_TOKEN_EXPIRED = "RESUME_TOKEN_EXPIRED"
+    # A sub-flow (or a parallel branch) failed, failing the step that waited for it.
+    CHILD_FAILED = "CHILD_FAILED"
+    # An HTTP request could not be made (network, refused host); HTTP_<status> for answers.
+    HTTP_ERROR = "HTTP_ERROR"
 
 
 class FlowMonkeyError(Exception):

@@ -179,15 +179,15 @@ class Commands(EngineBase):
                     ErrorCode.INVALID_ARGUMENT,
                 )
             draft = ExecutionDraft(execution, self.clock.now())
-            if self._expire_deadlines(draft):
+            expired = self._expire_deadlines(draft)
+            if expired is not None:
                 try:
                     self._commit(draft)
                 except VersionConflictError:
                     continue
-                assert draft.execution.error is not None
                 raise ExecutionError(
-                    f"execution {execution_id} cannot be resumed: {draft.execution.error.message}",
-                    draft.execution.error.code,
+                    f"execution {execution_id} cannot be resumed: {expired.message}",
+                    expired.code,
                     {"execution_id": execution_id},
                 )
             try:
@@ -291,7 +291,7 @@ class Commands(EngineBase):
                     ErrorCode.STEP_NOT_FOUND,
                 )
             draft = ExecutionDraft(execution, self.clock.now())
-            if not self._expire_deadlines(draft):
+            if self._expire_deadlines(draft) is None:
                 draft.leave_wait("failure")
                 delay = retry_delay(step.retry, execution.retry_attempts, error, self.rng)
                 if delay is not None:

@@ -38,6 +38,9 @@ class ExecutionDraft:
         self.now = now
         self.events: list[HistoryEvent] = []
         self.children_cancelled: list[str] = []  # filled in after a cancellation commits
+        # Set when the change ends every wait for good (a cancellation): the execution's
+        # unused resume tokens are revoked in the same transaction.
+        self.revoke_tokens_reason: str | None = None
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class ExecutionDraft:
         if error is not None:
             self.execution.error = error
         self.execution.finished_at = self.now
+        self.revoke_tokens_reason = f"the execution was cancelled ({source}: {reason})"
         self.record(
             EventType.EXECUTION_CANCELLED,
             step_id=self.execution.current_step_id,
@@ -178,9 +182,14 @@ class ExecutionDraft:
         # The retry counter survives the wait: what the step waits for (a Celery task, say) may
         # still fail and must count against the same retry budget. Leaving the step resets it.
         self.execution.status = ExecutionStatus.WAITING
+        self.execution.wait_kind = WaitKind.TIMER if wake_at is not None else WaitKind.SIGNAL
+        if step.wait_timeout_ms is not None:
+            # The step's own wait deadline is a wake like any other (found by the same sweep);
+            # on waking, `wait_timed_out` tells it from the end of a timer.
+            step_deadline = self.now + timedelta(milliseconds=step.wait_timeout_ms)
+            wake_at = step_deadline if wake_at is None else min(wake_at, step_deadline)
         self.execution.wake_at = wake_at
         self.execution.wait_reason = reason
-        self.execution.wait_kind = WaitKind.TIMER if wake_at is not None else WaitKind.SIGNAL
         self.execution.wait_started_at = self.now
         self.execution.wait_deadline_at = (
             self.now + timedelta(milliseconds=wait_timeout_ms) if wait_timeout_ms else None
@@ -211,7 +220,9 @@ class ExecutionDraft:
             target = step.transitions.resume_target() if step else None
             self.go_to(flow, step_id, target)
 
-    def resume(self, flow: Flow, step: Step, data: Any) -> None:
+    def resume(
+        self, flow: Flow, step: Step, data: Any, *, trigger: str = "signal", **detail: Any
+    ) -> None:
         """Resume with data: stored at the step's output_key, else merged into the context."""
         if data is not None:
             if step.output_key:
@@ -224,9 +235,25 @@ class ExecutionDraft:
         self.record(
             EventType.EXECUTION_RESUMED,
             step_id=step.id,
-            data={"trigger": "signal", "with_data": data is not None},
+            data={"trigger": trigger, "with_data": data is not None, **detail},
         )
         self.go_to(flow, step.id, step.transitions.resume_target())
+
+    def time_out_wait(self, flow: Flow, step: Step, error: StepError) -> bool:
+        """The step's wait outlived its `wait_timeout_ms`: leave it for `on_timeout` (True), or
+        leave it without moving on (False: the caller retries or routes the failure). The
+        wait's resume tokens are revoked either way."""
+        self.leave_wait("timeout")
+        self.revoke_tokens_reason = f"the wait of step {step.id!r} timed out"
+        if not step.transitions.has_timeout_target:
+            return False
+        self.execution.retry_attempts = 0
+        info = ErrorInfo(
+            code=error.code, message=error.message, step_id=step.id, details=error.details
+        )
+        self.execution.context[LAST_ERROR_KEY] = info.model_dump(mode="json")
+        self.go_to(flow, step.id, step.transitions.on_timeout, error=info.model_dump(mode="json"))
+        return True
 
     def leave_wait(self, trigger: str) -> None:
         """End the wait without moving on (the caller decides what comes next)."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 from flowmonkey_celery.core.commands import Commands
 from flowmonkey_celery.core.stepping import Stepping
 from flowmonkey_celery.core.sweeps import Sweeps
+from flowmonkey_celery.core.token_commands import TokenCommands
 
 
-class Engine(Stepping, Commands, Sweeps):
+class Engine(Stepping, Commands, TokenCommands, Sweeps):
     """Creates, steps, runs, resumes and cancels executions.
 
     Args:

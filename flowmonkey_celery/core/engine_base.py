@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flowmonkey_celery.core import tokens
 from flowmonkey_celery.core.clock import Clock, SystemClock
 from flowmonkey_celery.core.draft import ExecutionDraft
 from flowmonkey_celery.core.events import EventBus, EventCallback
@@ -33,6 +34,9 @@ from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
+from flowmonkey_celery.core.results import StepError
+from flowmonkey_celery.core.retry import retry_delay
+from flowmonkey_celery.core.tokens import IssuedResumeToken
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
@@ -90,6 +94,7 @@ class EngineBase:
         if flows.handlers is None:
             flows.handlers = handlers
         self._configs_checked: set[tuple[str, str]] = set()
+        self._token_subscribers: list[Callable[[IssuedResumeToken], None]] = []
 
     # -- events --------------------------------------------------------------------------------
 
@@ -101,8 +106,11 @@ class EngineBase:
         """
         return self._bus.on(event_type, callback)
 
-    def _expire_deadlines(self, draft: ExecutionDraft) -> bool:
-        """Cancel the draft if its execution or wait deadline has passed."""
+    def _expire_deadlines(self, draft: ExecutionDraft) -> ErrorInfo | None:
+        """Let time take over if a deadline has passed, and say what happened (None: no
+        deadline passed, go ahead). An execution or wait deadline cancels the execution; the
+        step's own `wait_timeout_ms` takes the step's timeout path (`on_timeout`, else its retry
+        policy and `on_failure`)."""
         execution = draft.execution
         now = draft.now
         if execution.deadline_at is not None and execution.deadline_at <= now:
@@ -116,19 +124,43 @@ class EngineBase:
             code, what = ErrorCode.WAIT_TIMEOUT, "wait"
             limit = execution.timeout.wait_timeout_ms if execution.timeout else None
         else:
-            return False
+            return self._time_out_step_wait(draft)
         message = f"{what} timeout of {limit} ms passed; execution {execution.id} was cancelled"
-        draft.cancel(
-            "timeout",
-            message,
-            ErrorInfo(
-                code=code.value,
-                message=message,
-                step_id=execution.current_step_id,
-                details={"timeout_ms": limit},
-            ),
+        error = ErrorInfo(
+            code=code.value,
+            message=message,
+            step_id=execution.current_step_id,
+            details={"timeout_ms": limit},
         )
-        return True
+        draft.cancel("timeout", message, error)
+        return error
+
+    def _time_out_step_wait(self, draft: ExecutionDraft) -> ErrorInfo | None:
+        execution = draft.execution
+        if not _may_have_timed_out(execution, draft.now):
+            return None
+        flow = self._flow_of(execution)
+        step = flow.steps.get(execution.current_step_id or "")
+        if step is None or step.wait_timeout_ms is None or execution.wait_started_at is None:
+            return None
+        if draft.now < execution.wait_started_at + timedelta(milliseconds=step.wait_timeout_ms):
+            return None
+        error = StepError(
+            ErrorCode.WAIT_TIMEOUT.value,
+            f"step {step.id!r} waited {step.wait_timeout_ms} ms (its wait_timeout_ms) for "
+            f"{execution.wait_reason or 'its signal'} without being resumed",
+            {"wait_timeout_ms": step.wait_timeout_ms, "wait_reason": execution.wait_reason},
+        )
+        retries_done = execution.retry_attempts
+        if not draft.time_out_wait(flow, step, error):
+            delay = retry_delay(step.retry, retries_done, error, self.rng)
+            if delay is not None:
+                draft.schedule_retry(step, error, delay)
+            else:
+                draft.route_failure(flow, step, error, step.transitions.on_failure)
+        return ErrorInfo(
+            code=error.code, message=error.message, step_id=step.id, details=error.details
+        )
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -142,11 +174,17 @@ class EngineBase:
         execution = draft.finalise()
         execution.lease_expires_at = self._lease_for(execution, draft.now)
         events = draft.events
-        saved = self.store.save_execution(
-            execution,
-            expected_version=draft.expected_version,
-            events=events if self.record_history else [],
-        )
+        stored_events = events if self.record_history else []
+        if draft.revoke_tokens_reason is None:
+            saved = self.store.save_execution(
+                execution, expected_version=draft.expected_version, events=stored_events
+            )
+        else:
+            with self.store.transaction() as tx:
+                saved = tx.save_execution(
+                    execution, expected_version=draft.expected_version, events=stored_events
+                )
+                tx.revoke_resume_tokens(saved.id, draft.now, draft.revoke_tokens_reason)
         self._bus.emit(events)
         if saved.status is ExecutionStatus.CANCELLED:
             # Every way to cancel (user, timeout at any check) takes the children along.
@@ -154,6 +192,50 @@ class EngineBase:
         outcome = self._outcome(saved, step_id=step_id, kind=kind)
         outcome.execution = saved
         return outcome
+
+    def _issue_token(
+        self,
+        execution_id: str,
+        step_id: str,
+        sequence: int,
+        expires_in: timedelta | None,
+        outcomes: list[str] | None,
+        *,
+        now: datetime | None = None,
+    ) -> str:
+        """Store a new token's hash (committed at once, so that whoever gets the token may use
+        it as soon as the wait commits) and return the raw token."""
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise ValueError("a resume token's expires_in must be positive")
+        now = now or self.clock.now()
+        issued = tokens.issue(
+            execution_id,
+            step_id,
+            sequence,
+            now,
+            expires_at=now + expires_in if expires_in is not None else None,
+            outcomes=outcomes,
+        )
+        with self.store.transaction() as tx:
+            tx.insert_resume_token(issued.record)
+        for callback in list(self._token_subscribers):
+            try:
+                callback(IssuedResumeToken(issued.token, issued.record))
+            except Exception:
+                log.exception("resume token subscriber %r failed", callback)
+        return issued.token
+
+    def on_resume_token(self, callback: Callable[[IssuedResumeToken], None]) -> Callable[[], None]:
+        """Call `callback` with every resume token this engine issues (the raw token, which is
+        stored nowhere, with its execution, step, expiry and outcomes): send it to whoever
+        should resume the wait. Returns the function that unsubscribes."""
+        self._token_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._token_subscribers:
+                self._token_subscribers.remove(callback)
+
+        return unsubscribe
 
     def _cancel_children(self, parent_id: str) -> list[str]:
         """Cancel the live children of a cancelled execution; their ids (`Commands` does it)."""
@@ -285,3 +367,13 @@ def _check_version(execution: Execution, expected_version: int | None, why: str)
             f"{expected_version}: {why}",
             details={"execution_id": execution.id, "expected_version": expected_version},
         )
+
+
+def _may_have_timed_out(execution: Execution, now: datetime) -> bool:
+    """Cheap test before loading the flow: a step wait deadline is always the wake time."""
+    return (
+        execution.status is ExecutionStatus.WAITING
+        and execution.wait_kind is not WaitKind.RETRY
+        and execution.wake_at is not None
+        and execution.wake_at <= now
+    )

@@ -99,18 +99,26 @@ class Transitions(FlowModel):
     """Where to go after a step. `None` ends the flow: completed on success, failed on failure.
 
     `on_resume` applies when a waiting step is resumed or its timer fires; when it is not
-    given at all, `on_success` applies.
+    given at all, `on_success` applies. `on_timeout` applies when the step's wait outlives
+    its `wait_timeout_ms`; when it is not given, the timeout is a failure (WAIT_TIMEOUT)
+    that goes through the step's retry policy and `on_failure`.
     """
 
     on_success: str | None = None
     on_failure: str | None = None
     on_resume: str | None = None
+    on_timeout: str | None = None
 
     def resume_target(self) -> str | None:
         """The step after a wait: `on_resume` if it was given (even as null), else `on_success`."""
         if "on_resume" in self.model_fields_set:
             return self.on_resume
         return self.on_success
+
+    @property
+    def has_timeout_target(self) -> bool:
+        """Whether `on_timeout` was given (an explicit null completes the flow on timeout)."""
+        return "on_timeout" in self.model_fields_set
 
 
 class RetryPolicy(FlowModel):
@@ -152,6 +160,9 @@ class Step(FlowModel):
     transitions: Transitions = Field(default_factory=Transitions)
     retry: RetryPolicy | None = None
     timeout_ms: int | None = Field(default=None, gt=0)
+    # How long a wait of this step (a signal, a webhook, a Celery task's callback, a timer)
+    # may last before `transitions.on_timeout` (or, without it, a WAIT_TIMEOUT failure) runs.
+    wait_timeout_ms: int | None = Field(default=None, gt=0)
     queue: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -83,17 +83,31 @@ def config_validator(info: HandlerInfo) -> Draft202012Validator | None:
 
 
 def step_config_issues(
-    flow: Flow, validators: Mapping[str, Draft202012Validator | None]
+    flow: Flow,
+    validators: Mapping[str, Draft202012Validator | None],
+    handlers: Mapping[str, Any] | None = None,
 ) -> list[Issue]:
     """Every place a step's config breaks its handler's schema, as `(path, message)` with
-    paths like `steps.fetch.config.timeout`. Steps whose type has no validator are skipped."""
+    paths like `steps.fetch.config.timeout`. Steps whose type has no validator are skipped.
+
+    A handler may also check what a schema cannot (a JMESPath expression that does not
+    parse, say) with a `config_issues(config) -> [(path, message)]` method, paths relative to
+    the config; it is only asked about a config its schema accepts."""
     issues: list[Issue] = []
     for step in flow.steps.values():
         validator = validators.get(step.type)
-        if validator is None:
-            continue
-        errors = sorted(validator.iter_errors(step.config), key=lambda e: list(map(str, e.path)))
-        for error in errors:
+        schema_errors = (
+            sorted(validator.iter_errors(step.config), key=lambda e: list(map(str, e.path)))
+            if validator is not None
+            else []
+        )
+        for error in schema_errors:
             path = ".".join(["steps", step.id, "config", *map(str, error.absolute_path)])
             issues.append((path, f"{error.message} (step type {step.type!r})"))
+        check = getattr((handlers or {}).get(step.type), "config_issues", None)
+        if schema_errors or not callable(check):
+            continue
+        for where, message in check(step.config):
+            path = ".".join(part for part in ("steps", step.id, "config", where) if part)
+            issues.append((path, f"{message} (step type {step.type!r})"))
     return issues

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol, overload, runtime_checkable
 
 from flowmonkey_celery.core.clock import Clock
@@ -27,6 +28,7 @@ class HandlerParams:
         step_key: `"<execution_id>:<step_id>:<attempt>"`, stable across redeliveries of the
             same attempt; pass it to external APIs as an idempotency key.
         clock: the engine's clock; use it instead of reading the wall clock.
+        issue_token: set by the engine; use `resume_token()`.
     """
 
     input: Any
@@ -36,6 +38,22 @@ class HandlerParams:
     attempt: int
     step_key: str
     clock: Clock
+    issue_token: Callable[[timedelta | None, list[str] | None], str] | None = None
+
+    def resume_token(
+        self, expires_in: timedelta | None = None, outcomes: list[str] | None = None
+    ) -> str:
+        """Issue a resume token for the wait this call is about to return, and get the raw
+        token to hand to whoever should end the wait (only its hash is stored). It is single
+        use, expires after `expires_in` (if given) and, with `outcomes`, only accepts those.
+        `engine.resume_with_token(token, data)` resumes the execution with it.
+
+        Raises:
+            RuntimeError: the handler was not called by an engine.
+        """
+        if self.issue_token is None:
+            raise RuntimeError("resume tokens can only be issued during an engine's step")
+        return self.issue_token(expires_in, outcomes)
 
     @property
     def config(self) -> dict[str, Any]:

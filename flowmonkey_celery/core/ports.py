@@ -8,13 +8,52 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
+
+
+@runtime_checkable
+class StoreTransaction(Protocol):
+    """Reads and writes that commit together or not at all (what `Store.transaction()`
+    yields). The engine uses it when one change spans several rows: a token used and its
+    execution resumed, a cancellation and the revocation of its tokens.
+
+    `lock=True` reads hold the row until the end of the transaction (PostgreSQL: FOR UPDATE;
+    SQLite and MemoryStore serialise whole write transactions anyway).
+    """
+
+    def get_execution(self, execution_id: str, *, lock: bool = False) -> Execution | None: ...
+
+    def insert_execution(self, execution: Execution, events: Sequence[HistoryEvent] = ()) -> None:
+        """Insert a new execution (no idempotency handling). Raises ExecutionError
+        EXECUTION_EXISTS if the id is taken."""
+        ...
+
+    def save_execution(
+        self, execution: Execution, *, expected_version: int, events: Sequence[HistoryEvent] = ()
+    ) -> Execution:
+        """Compare-and-set, as `Store.save_execution`."""
+        ...
+
+    def insert_resume_token(self, token: ResumeToken) -> None: ...
+
+    def get_resume_token(self, token_hash: str, *, lock: bool = False) -> ResumeToken | None: ...
+
+    def use_resume_token(self, token_hash: str, now: datetime) -> bool:
+        """Mark the token used if it is still unused and unrevoked; False (nothing written)
+        otherwise. The single-use guarantee: of concurrent users, one gets True."""
+        ...
+
+    def revoke_resume_tokens(self, execution_id: str, now: datetime, reason: str) -> int:
+        """Revoke the execution's unused tokens; how many were revoked."""
+        ...
 
 
 @runtime_checkable
@@ -22,8 +61,13 @@ class Store(Protocol):
     """Persistence for executions and their history.
 
     Stores return copies: mutating a returned Execution never changes stored state; only
-    `save_execution` does.
+    `save_execution` (or a committed `transaction()`) does.
     """
+
+    def transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """A unit of work: everything done through the yielded `StoreTransaction` commits
+        when the block ends, or nothing does if it raises."""
+        ...
 
     def create_execution(
         self, execution: Execution, *, now: datetime, events: Sequence[HistoryEvent] = ()

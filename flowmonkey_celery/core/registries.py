@@ -23,6 +23,7 @@ from flowmonkey_celery.core.handlers import (
     StepHandler,
 )
 from flowmonkey_celery.core.routing import ConditionalHandler, SwitchHandler
+from flowmonkey_celery.core.signal_wait import WaitForSignalHandler
 from flowmonkey_celery.core.validation import build_flow
 from flowmonkey_celery.core.versions import version_key
 from flowmonkey_celery.errors import (
@@ -58,7 +59,7 @@ class HandlerRegistry:
         self._lock = threading.Lock()
         self.register(ConditionalHandler())
         self.register(SwitchHandler())
-        builtins: list[StepHandler] = [DelayHandler()]
+        builtins: list[StepHandler] = [DelayHandler(), WaitForSignalHandler()]
         for factory in _BUILTIN_FACTORIES:
             builtins += factory()
         for builtin in builtins:
@@ -107,7 +108,7 @@ class HandlerRegistry:
 
     def config_issues(self, flow: Flow) -> list[Issue]:
         """Every step config of `flow` that breaks its handler's config schema."""
-        return step_config_issues(flow, self._validators)
+        return step_config_issues(flow, self._validators, self._handlers)
 
     def unregister(self, handler_type: str) -> None:
         with self._lock:

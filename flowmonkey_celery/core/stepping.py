@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Any
 
@@ -18,6 +19,7 @@ from flowmonkey_celery.core.execution import (
     ExecutionStatus,
     StepOutcome,
     StepOutcomeKind,
+    WaitKind,
 )
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.invoke import invoke_handler
@@ -102,7 +104,11 @@ class Stepping(EngineBase):
         if execution.is_terminal:
             return self._outcome(execution)
         now = self.clock.now()
-        if simulate_time and execution.wake_at is not None:
+        if (
+            simulate_time
+            and execution.wake_at is not None
+            and execution.wait_kind is not WaitKind.SIGNAL
+        ):
             # Only a timed wait is fast-forwarded; a deadline counts only if it falls before
             # the wake. A signal wait stays a wait: nobody has resumed it.
             due = execution.next_due_at()
@@ -110,7 +116,7 @@ class Stepping(EngineBase):
                 now = self.clock.set(due) if isinstance(self.clock, ManualClock) else due
         draft = ExecutionDraft(execution, now)
 
-        if self._expire_deadlines(draft):
+        if self._expire_deadlines(draft) is not None:
             return self._commit(draft)
         if execution.status is ExecutionStatus.WAITING:
             if execution.wake_at is None or execution.wake_at > now:
@@ -171,6 +177,9 @@ class Stepping(EngineBase):
             attempt=attempt,
             step_key=f"{execution.id}:{step.id}:{attempt}",
             clock=self.clock,
+            issue_token=functools.partial(
+                self._issue_token, execution.id, step.id, execution.step_count
+            ),
         )
         started_at = self.clock.now()
         draft.record(EventType.STEP_STARTED, at=started_at, step_id=step.id, attempt=attempt)

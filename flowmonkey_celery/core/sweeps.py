@@ -10,6 +10,7 @@ from flowmonkey_celery.core.engine_base import (
     EngineBase,
     log,
 )
+from flowmonkey_celery.core.execution import ExecutionStatus
 from flowmonkey_celery.errors import (
     ExecutionError,
     VersionConflictError,
@@ -26,8 +27,9 @@ class Sweeps(EngineBase):
         cancelled: list[str] = []
         for execution in self.store.find_timed_out(now, limit):
             draft = ExecutionDraft(execution, now)
-            if not self._expire_deadlines(draft):
-                continue
+            expired = self._expire_deadlines(draft)
+            if expired is None or draft.execution.status is not ExecutionStatus.CANCELLED:
+                continue  # not past those deadlines after all (a step wait timeout is a wake)
             try:
                 self._commit(draft)
             except VersionConflictError:
@@ -44,16 +46,15 @@ class Sweeps(EngineBase):
         candidates = self.store.claim_due_wakes(now, limit, now + WAKE_CLAIM_TTL)
         for execution in candidates:
             draft = ExecutionDraft(execution, now)
-            timed_out = self._expire_deadlines(draft)
             try:
-                if not timed_out:
+                if self._expire_deadlines(draft) is None:
                     draft.wake(self._flow_of(execution))
-                self._commit(draft)
+                outcome = self._commit(draft)
             except VersionConflictError:
                 continue
             except ExecutionError:
                 log.exception("cannot wake execution %s", execution.id)
                 continue
-            if not timed_out:
+            if outcome.status is ExecutionStatus.RUNNING:
                 claimed.append(execution.id)
         return claimed

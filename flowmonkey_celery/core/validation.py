@@ -116,7 +116,7 @@ def _graph_issues(data: Mapping[str, Any], step_data: Mapping[str, Any]) -> list
             )
         transitions = raw.get("transitions")
         if isinstance(transitions, Mapping):
-            for name in ("on_success", "on_failure", "on_resume"):
+            for name in ("on_success", "on_failure", "on_resume", "on_timeout"):
                 target = transitions.get(name, transitions.get(to_camel(name)))
                 if target is not None and target not in step_ids:
                     issues.append(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
+from flowmonkey_celery.stores.memory_transaction import MemoryTransaction
 
 IdempotencyScope = tuple[str | None, str, str]
 
@@ -30,6 +33,18 @@ class MemoryStore:
         self._idempotency: dict[IdempotencyScope, tuple[str, datetime | None]] = {}
         self._triggers: dict[str, ScheduleTrigger] = {}
         self._fires: dict[tuple[str, datetime], TriggerFire] = {}
+        self._tokens: dict[str, ResumeToken] = {}
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTransaction]:
+        """A unit of work under the store's lock; undone if the block raises."""
+        with self._lock:
+            transaction = MemoryTransaction(self)
+            try:
+                yield transaction
+            except BaseException:
+                transaction.rollback()
+                raise
 
     def create_execution(
         self, execution: Execution, *, now: datetime, events: Sequence[HistoryEvent] = ()
@@ -171,6 +186,7 @@ class MemoryStore:
             for execution_id in doomed:
                 del self._executions[execution_id]
                 self._events.pop(execution_id, None)
+            self._tokens = {h: t for h, t in self._tokens.items() if t.execution_id not in doomed}
             self._idempotency = {
                 scope: held for scope, held in self._idempotency.items() if held[0] not in doomed
             }
@@ -260,6 +276,7 @@ class MemoryStore:
             self._idempotency.clear()
             self._triggers.clear()
             self._fires.clear()
+            self._tokens.clear()
 
 
 def _scope(execution: Execution) -> IdempotencyScope | None:

@@ -708,3 +708,49 @@ def test_installing_twice_is_harmless_and_an_existing_handler_is_kept(
     assert runtime.handlers.get(CELERY_TASK_TYPE) is mine
     assert {TASK_SUCCEEDED, TASK_ERRBACK, TASK_FAILED} <= set(app.tasks)
     assert app.tasks[TASK_SUCCEEDED].acks_late and app.tasks[TASK_FAILED].acks_late
+
+
+def test_a_lost_callback_is_bounded_by_the_steps_wait_timeout_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = {
+        "call": {
+            **ADD_THEN_RECORD["call"],
+            "waitTimeoutMs": 30_000,
+            "retry": {"maxAttempts": 1, "backoffMs": 1_000},
+        },
+        "after": ADD_THEN_RECORD["after"],
+    }
+    setup = make(steps, tmp_path, monkeypatch)
+    execution_id = setup.start()
+    setup.step(execution_id)
+    lost = setup.broker.only("external.add").options["link"]["kwargs"]
+
+    setup.clock.advance(30)  # the task's callback never comes
+    assert setup.fm.runtime.engine.wake_due() == []  # a retry backoff now, not a step
+    setup.clock.advance(1)
+    assert setup.fm.runtime.engine.wake_due() == [execution_id]
+    setup.step(execution_id)
+
+    assert len(setup.broker.named("external.add")) == 2  # sent again
+    assert deliver_result(setup.fm, 5, **lost) is Delivery.STALE  # the first one, too late
+    again = setup.broker.named("external.add")[-1].options["link"]["kwargs"]
+    assert deliver_result(setup.fm, 5, **again) is Delivery.APPLY
+    setup.step(execution_id)
+    assert setup.get(execution_id).context["done"] == {"seen": 5}
+
+
+def test_a_lost_callback_without_retries_fails_the_step_with_wait_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = {**ADD_THEN_RECORD, "call": {**ADD_THEN_RECORD["call"], "waitTimeoutMs": 30_000}}
+    setup = make(steps, tmp_path, monkeypatch)
+    execution_id = setup.start()
+    setup.step(execution_id)
+
+    setup.clock.advance(30)
+    setup.fm.runtime.engine.wake_due()
+
+    failed = setup.get(execution_id)
+    assert failed.status is ExecutionStatus.FAILED
+    assert failed.error is not None and failed.error.code == "WAIT_TIMEOUT"

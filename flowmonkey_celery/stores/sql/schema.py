@@ -151,15 +151,22 @@ trigger_fires = Table(
     UniqueConstraint("trigger_id", "scheduled_for"),
 )
 
+# Only a token's SHA-256 is stored: whoever reads the database cannot resume anything. A
+# token is bound to the handler call that issued it (`sequence`, the execution's step_count
+# then), so it can only end the wait that call committed.
 resume_tokens = Table(
     "fm_resume_tokens",
     metadata,
-    Column("token", String(128), primary_key=True),
+    Column("token_hash", String(64), primary_key=True),
     Column("execution_id", ID, nullable=False),
     Column("step_id", String(200), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("outcomes", JsonDocument),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime),
     Column("used_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Column("revoked_reason", Text),
     Index(None, "execution_id"),
 )
 

@@ -52,6 +52,7 @@ from flowmonkey_celery.stores.sql.schema import (
     jobs,
     resume_tokens,
 )
+from flowmonkey_celery.stores.sql.transaction import SqlTransaction
 
 log = logging.getLogger("flowmonkey_celery.stores.sql")
 
@@ -147,6 +148,13 @@ class SqlStore:
                 connection.execution_options(**WRITE)
             with connection.begin():
                 yield connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        """A unit of work (see `StoreTransaction`): one database transaction, committed when
+        the block ends, rolled back if it raises."""
+        with self._transaction("transaction") as conn:
+            yield SqlTransaction(conn)
 
     @contextmanager
     def _single_statement(self, operation: str, *, write: bool = False) -> Iterator[Connection]:

@@ -1,0 +1,89 @@
+"""`StoreTransaction` on one SQLAlchemy connection inside an open transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flowmonkey_celery.core.events import HistoryEvent
+from flowmonkey_celery.core.execution import Execution
+from flowmonkey_celery.core.tokens import ResumeToken
+from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
+from flowmonkey_celery.stores.sql import tokens
+from flowmonkey_celery.stores.sql.rows import event_row, execution_from_row, execution_row
+from flowmonkey_celery.stores.sql.schema import events, executions
+
+
+class SqlTransaction:
+    """Reads and writes on `conn`; the SqlStore commits or rolls back around it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock_rows = conn.dialect.name == "postgresql"
+
+    # -- executions -------------------------------------------------------------------------
+
+    def get_execution(self, execution_id: str, *, lock: bool = False) -> Execution | None:
+        query = select(executions).where(executions.c.id == execution_id)
+        if lock and self._lock_rows:
+            query = query.with_for_update()
+        row = self.conn.execute(query).mappings().first()
+        return execution_from_row(row) if row else None
+
+    def insert_execution(self, execution: Execution, events: Sequence[HistoryEvent] = ()) -> None:
+        try:
+            # A savepoint: a taken id must not abort the caller's whole transaction.
+            with self.conn.begin_nested():
+                self.conn.execute(insert(executions), execution_row(execution))
+        except IntegrityError:
+            raise ExecutionError(
+                f"execution {execution.id} already exists",
+                ErrorCode.EXECUTION_EXISTS,
+                {"execution_id": execution.id},
+            ) from None
+        self._insert_events(events)
+
+    def save_execution(
+        self, execution: Execution, *, expected_version: int, events: Sequence[HistoryEvent] = ()
+    ) -> Execution:
+        stored = execution.model_copy(update={"version": expected_version + 1})
+        row = execution_row(stored)
+        del row["id"]
+        statement = (
+            update(executions)
+            .where(executions.c.id == execution.id, executions.c.version == expected_version)
+            .values(row)
+        )
+        if self.conn.execute(statement).rowcount != 1:
+            current = self.conn.execute(
+                select(executions.c.version).where(executions.c.id == execution.id)
+            ).scalar()
+            found = "missing" if current is None else f"at version {current}"
+            raise VersionConflictError(
+                f"execution {execution.id} is {found}, expected version {expected_version}; "
+                "it changed since it was loaded",
+                details={"execution_id": execution.id, "expected_version": expected_version},
+            )
+        self._insert_events(events)
+        return stored
+
+    def _insert_events(self, batch: Sequence[HistoryEvent]) -> None:
+        if batch:
+            self.conn.execute(insert(events), [event_row(e) for e in batch])
+
+    # -- resume tokens ------------------------------------------------------------------------
+
+    def insert_resume_token(self, token: ResumeToken) -> None:
+        tokens.insert_token(self.conn, token)
+
+    def get_resume_token(self, token_hash: str, *, lock: bool = False) -> ResumeToken | None:
+        return tokens.get_token(self.conn, token_hash, lock=lock)
+
+    def use_resume_token(self, token_hash: str, now: datetime) -> bool:
+        return tokens.use_token(self.conn, token_hash, now)
+
+    def revoke_resume_tokens(self, execution_id: str, now: datetime, reason: str) -> int:
+        return tokens.revoke_tokens(self.conn, execution_id, now, reason)

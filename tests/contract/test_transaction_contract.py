@@ -1,0 +1,177 @@
+"""The StoreTransaction contract (`store.transaction()`): several writes commit together or not
+at all, and a resume token is used at most once. Run against every backend."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from flowmonkey_celery import (
+    ErrorCode,
+    EventType,
+    ExecutionError,
+    ExecutionStatus,
+    HistoryEvent,
+    Store,
+    VersionConflictError,
+)
+from flowmonkey_celery.core import tokens
+from flowmonkey_celery.core.tokens import ResumeToken
+from tests.contract.test_store_contract import T0, at, make_execution
+
+
+def make_token(execution_id: str, **fields: object) -> ResumeToken:
+    issued = tokens.issue(execution_id, "approve", 3, T0, expires_at=at(3600), outcomes=["yes"])
+    return issued.record.model_copy(update=fields)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_writes_in_a_transaction_are_visible_once_it_ends(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    token = make_token(execution.id)
+    with store.transaction() as tx:
+        tx.insert_resume_token(token)
+        changed = execution.model_copy(update={"status": ExecutionStatus.WAITING})
+        saved = tx.save_execution(changed, expected_version=execution.version)
+    assert saved.version == execution.version + 1
+    stored = store.get_execution(execution.id)
+    assert stored is not None and stored.status is ExecutionStatus.WAITING
+    with store.transaction() as tx:
+        assert tx.get_resume_token(token.token_hash) == token
+
+
+def test_a_transaction_that_raises_writes_nothing(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    newcomer = make_execution()
+    token = make_token(execution.id)
+    event = HistoryEvent(execution_id=execution.id, type=EventType.EXECUTION_RESUMED, at=at(1))
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.insert_resume_token(token)
+        tx.insert_execution(newcomer)
+        tx.save_execution(
+            execution.model_copy(update={"status": ExecutionStatus.FAILED}),
+            expected_version=execution.version,
+            events=[event],
+        )
+        raise Boom
+    assert store.get_execution(execution.id) == execution
+    assert store.get_execution(newcomer.id) is None
+    assert store.list_events(execution.id) == []
+    with store.transaction() as tx:
+        assert tx.get_resume_token(token.token_hash) is None
+
+
+def test_a_stale_save_in_a_transaction_raises_and_rolls_back_the_rest(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    token = make_token(execution.id)
+    with pytest.raises(VersionConflictError), store.transaction() as tx:
+        tx.insert_resume_token(token)
+        tx.save_execution(execution, expected_version=execution.version + 5)
+    with store.transaction() as tx:
+        assert tx.get_resume_token(token.token_hash) is None
+
+
+def test_inserting_a_taken_id_raises_execution_exists_and_the_transaction_can_go_on(
+    store: Store,
+) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    token = make_token(execution.id)
+    with store.transaction() as tx:
+        with pytest.raises(ExecutionError) as raised:
+            tx.insert_execution(execution.model_copy(update={"flow_id": "other"}))
+        assert raised.value.code == ErrorCode.EXECUTION_EXISTS
+        tx.insert_resume_token(token)
+    stored = store.get_execution(execution.id)
+    assert stored is not None and stored.flow_id == "orders"
+    with store.transaction() as tx:
+        assert tx.get_resume_token(token.token_hash) is not None
+
+
+def test_inserted_executions_and_their_events_are_stored(store: Store) -> None:
+    execution = make_execution()
+    event = HistoryEvent(execution_id=execution.id, type=EventType.EXECUTION_CREATED, at=T0)
+    with store.transaction() as tx:
+        tx.insert_execution(execution, [event])
+        assert tx.get_execution(execution.id, lock=True) == execution
+    assert store.get_execution(execution.id) == execution
+    assert [e.type for e in store.list_events(execution.id)] == [EventType.EXECUTION_CREATED]
+
+
+def test_a_token_is_used_once(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    token = make_token(execution.id)
+    with store.transaction() as tx:
+        tx.insert_resume_token(token)
+    with store.transaction() as tx:
+        assert tx.use_resume_token(token.token_hash, at(5)) is True
+    with store.transaction() as tx:
+        assert tx.use_resume_token(token.token_hash, at(6)) is False
+        used = tx.get_resume_token(token.token_hash)
+    assert used is not None and used.used_at == at(5)
+
+
+def test_an_unknown_token_cannot_be_used(store: Store) -> None:
+    with store.transaction() as tx:
+        assert tx.use_resume_token(tokens.hash_token("fmrt_nope"), T0) is False
+        assert tx.get_resume_token(tokens.hash_token("fmrt_nope")) is None
+
+
+def test_eight_concurrent_uses_of_one_token_have_exactly_one_winner(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    token = make_token(execution.id)
+    with store.transaction() as tx:
+        tx.insert_resume_token(token)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def use() -> None:
+        barrier.wait()
+        with store.transaction() as tx:
+            results.append(tx.use_resume_token(token.token_hash, at(1)))
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_revoking_touches_only_that_executions_unused_tokens(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    other, _ = store.create_execution(make_execution(), now=T0)
+    live, used, elsewhere = make_token(execution.id), make_token(execution.id), make_token(other.id)
+    with store.transaction() as tx:
+        for token in (live, used, elsewhere):
+            tx.insert_resume_token(token)
+        tx.use_resume_token(used.token_hash, at(1))
+    with store.transaction() as tx:
+        assert tx.revoke_resume_tokens(execution.id, at(2), "the execution was cancelled") == 1
+        assert tx.revoke_resume_tokens(execution.id, at(3), "again") == 0
+    with store.transaction() as tx:
+        revoked = tx.get_resume_token(live.token_hash)
+        assert revoked is not None
+        assert revoked.revoked_at == at(2)
+        assert revoked.revoked_reason == "the execution was cancelled"
+        assert tx.use_resume_token(live.token_hash, at(4)) is False
+        still_used = tx.get_resume_token(used.token_hash)
+        assert still_used is not None and still_used.revoked_at is None
+        untouched = tx.get_resume_token(elsewhere.token_hash)
+        assert untouched is not None and untouched.revoked_at is None
+
+
+def test_purging_an_execution_removes_its_tokens(store: Store) -> None:
+    execution, _ = store.create_execution(
+        make_execution(status=ExecutionStatus.COMPLETED, finished_at=T0), now=T0
+    )
+    token = make_token(execution.id)
+    with store.transaction() as tx:
+        tx.insert_resume_token(token)
+    assert store.delete_finished_before(T0 + timedelta(days=1)) == 1
+    with store.transaction() as tx:
+        assert tx.get_resume_token(token.token_hash) is None
