@@ -261,6 +261,10 @@ class FlowMonkeyCelery:
                     return "unknown"
                 raise
             steps_run += 1
+            for runnable in outcome.runnable_executions:
+                # Children it started, a parent the last child resumed: committed already (if
+                # this process dies before sending, the stalled-lease sweep sends them).
+                self.dispatch(runnable)
             if outcome.done:
                 return outcome.status.value
             if outcome.status is ExecutionStatus.WAITING:
@@ -338,11 +342,12 @@ class FlowMonkeyCelery:
         due cron triggers. Safe to run from several beats at once (claims, compare-and-set and
         unique constraints decide)."""
         if not self._first_tick_of_period():
-            return dict.fromkeys(("timed_out", "woken", "stalled", "fired"), 0)
+            return dict.fromkeys(("timed_out", "woken", "stalled", "fired", "orphans_cancelled"), 0)
         engine, store = self.runtime.engine, self.runtime.store
         batch = self.options.sweep_batch
         now = self.runtime.clock.now()
         timed_out = engine.cancel_timed_out(now, limit=batch)
+        orphans = engine.cancel_orphaned_children(limit=batch)
         woken = engine.wake_due(now, limit=batch)
         for execution_id in woken:
             execution = store.get_execution(execution_id)
@@ -363,6 +368,7 @@ class FlowMonkeyCelery:
             "woken": len(woken),
             "stalled": len(stalled),
             "fired": len(fired),
+            "orphans_cancelled": len(orphans),
         }
 
     def _first_tick_of_period(self) -> bool:

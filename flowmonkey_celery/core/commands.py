@@ -159,9 +159,9 @@ class Commands(EngineBase):
         json_data = to_json_value_or_error(data, "resume data") if data is not None else None
         for _ in range(_COMMAND_ATTEMPTS):
             execution = self._load_at(execution_id, expected_version)
-            if (
-                execution.status is not ExecutionStatus.WAITING
-                or execution.wait_kind is WaitKind.RETRY
+            if execution.status is not ExecutionStatus.WAITING or execution.wait_kind in (
+                WaitKind.RETRY,
+                WaitKind.CHILDREN,
             ):
                 raise self._not_waiting(execution)
             flow = self._flow_of(execution)
@@ -278,9 +278,9 @@ class Commands(EngineBase):
         error = StepError(code, message, dict(details or {}))
         for _ in range(_COMMAND_ATTEMPTS):
             execution = self._load_at(execution_id, expected_version)
-            if (
-                execution.status is not ExecutionStatus.WAITING
-                or execution.wait_kind is WaitKind.RETRY
+            if execution.status is not ExecutionStatus.WAITING or execution.wait_kind in (
+                WaitKind.RETRY,
+                WaitKind.CHILDREN,
             ):
                 raise self._not_waiting(execution)
             flow = self._flow_of(execution)
@@ -341,11 +341,18 @@ class Commands(EngineBase):
     def _cancel_children(self, parent_id: str) -> list[str]:
         cancelled: list[str] = []
         for child in self.store.list_children(parent_id):
-            if child.is_terminal:
+            if child.is_terminal or child.parent_close == "abandon":
                 continue
-            result = self.cancel(
-                child.id, source="parent", reason=f"parent execution {parent_id} was cancelled"
+            cancelled += self._cancel_one(
+                child.id, "parent", f"parent execution {parent_id} was cancelled"
             )
-            if result.cancelled:
-                cancelled += [child.id, *result.children_cancelled]
         return cancelled
+
+    def _cancel_one(self, execution_id: str, source: str, reason: str) -> list[str]:
+        try:
+            result = self.cancel(execution_id, source=source, reason=reason)
+        except ExecutionError as exc:  # purged meanwhile: nothing left to cancel
+            if exc.code is not ErrorCode.EXECUTION_NOT_FOUND:
+                raise
+            return []
+        return [execution_id, *result.children_cancelled] if result.cancelled else []

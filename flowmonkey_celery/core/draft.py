@@ -7,9 +7,11 @@ execution and events in one compare-and-set save.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.events import EventType, HistoryEvent
 from flowmonkey_celery.core.execution import (
     Cancellation,
@@ -28,6 +30,16 @@ from flowmonkey_celery.errors import ErrorCode
 LAST_ERROR_KEY = "_error"
 
 
+@dataclass
+class ChildrenPlan:
+    """What starting children writes with the parent's change: the join (None for detached
+    children), its branches, and the executions started now with their first events."""
+
+    join: Join | None
+    branches: list[Branch]
+    executions: list[tuple[Execution, list[HistoryEvent]]] = field(default_factory=list)
+
+
 class ExecutionDraft:
     """A mutable copy of an execution plus the events describing what changed."""
 
@@ -41,6 +53,9 @@ class ExecutionDraft:
         # Set when the change ends every wait for good (a cancellation): the execution's
         # unused resume tokens are revoked in the same transaction.
         self.revoke_tokens_reason: str | None = None
+        self.initial_wait_kind = execution.wait_kind
+        # Children this change starts (a join and its first executions), committed with it.
+        self.children: ChildrenPlan | None = None
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -175,6 +190,14 @@ class ExecutionDraft:
             return
         self.execution.context[LAST_ERROR_KEY] = info.model_dump(mode="json")
         self.go_to(flow, step.id, target, error=info.model_dump(mode="json"))
+
+    def wait_for_children(
+        self, step: Step, reason: str | None, wait_timeout_ms: int | None, plan: ChildrenPlan
+    ) -> None:
+        """Wait for a join: resumed by the commit of the child that decides it."""
+        self.wait(step, None, reason, wait_timeout_ms)
+        self.execution.wait_kind = WaitKind.CHILDREN
+        self.children = plan
 
     def wait(
         self, step: Step, wake_at: datetime | None, reason: str | None, wait_timeout_ms: int | None

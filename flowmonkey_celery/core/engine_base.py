@@ -11,15 +11,17 @@ import logging
 import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from flowmonkey_celery.core import tokens
+from flowmonkey_celery.core.children import Join
 from flowmonkey_celery.core.clock import Clock, SystemClock
 from flowmonkey_celery.core.draft import ExecutionDraft
-from flowmonkey_celery.core.events import EventBus, EventCallback
+from flowmonkey_celery.core.events import EventBus, EventCallback, HistoryEvent
 from flowmonkey_celery.core.execution import (
     ErrorInfo,
     Execution,
@@ -32,7 +34,7 @@ from flowmonkey_celery.core.execution import (
 from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
-from flowmonkey_celery.core.ports import Store
+from flowmonkey_celery.core.ports import Store, StoreTransaction
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
 from flowmonkey_celery.core.results import StepError
 from flowmonkey_celery.core.retry import retry_delay
@@ -175,22 +177,31 @@ class EngineBase:
         execution.lease_expires_at = self._lease_for(execution, draft.now)
         events = draft.events
         stored_events = events if self.record_history else []
-        if draft.revoke_tokens_reason is None:
+        effects = CommitEffects()
+        if not _touches_other_rows(draft, execution):
             saved = self.store.save_execution(
                 execution, expected_version=draft.expected_version, events=stored_events
             )
         else:
             with self.store.transaction() as tx:
+                left = self._lock_joins_left(tx, draft)
                 saved = tx.save_execution(
                     execution, expected_version=draft.expected_version, events=stored_events
                 )
-                tx.revoke_resume_tokens(saved.id, draft.now, draft.revoke_tokens_reason)
+                if draft.revoke_tokens_reason is not None:
+                    tx.revoke_resume_tokens(saved.id, draft.now, draft.revoke_tokens_reason)
+                self._write_children(tx, draft, saved, left, effects)
         self._bus.emit(events)
+        self._bus.emit(effects.events)
         if saved.status is ExecutionStatus.CANCELLED:
             # Every way to cancel (user, timeout at any check) takes the children along.
             draft.children_cancelled = self._cancel_children(saved.id)
+        for unwanted in effects.unwanted:  # cancel_rest; the tick's sweep if this is lost
+            self._cancel_one(unwanted, "join", f"the join of parent {saved.id} was decided")
         outcome = self._outcome(saved, step_id=step_id, kind=kind)
         outcome.execution = saved
+        outcome.runnable = [e.id for e in effects.runnable]
+        outcome.runnable_executions = effects.runnable
         return outcome
 
     def _issue_token(
@@ -239,6 +250,25 @@ class EngineBase:
 
     def _cancel_children(self, parent_id: str) -> list[str]:
         """Cancel the live children of a cancelled execution; their ids (`Commands` does it)."""
+        raise NotImplementedError
+
+    def _cancel_one(self, execution_id: str, source: str, reason: str) -> list[str]:
+        """Cancel one live execution if it still is; its id and its children's (`Commands`)."""
+        raise NotImplementedError
+
+    def _lock_joins_left(self, tx: StoreTransaction, draft: ExecutionDraft) -> list[Join]:
+        """Lock the joins a parent leaves unfinished (`Joins` does it)."""
+        raise NotImplementedError
+
+    def _write_children(
+        self,
+        tx: StoreTransaction,
+        draft: ExecutionDraft,
+        saved: Execution,
+        left: list[Join],
+        effects: CommitEffects,
+    ) -> None:
+        """Write what the change does to children and joins (`Joins` does it)."""
         raise NotImplementedError
 
     def _keep_lease(self, draft: ExecutionDraft, step: Step) -> AbstractContextManager[None]:
@@ -317,6 +347,11 @@ class EngineBase:
                 f"{execution.wake_at.isoformat() if execution.wake_at else 'soon'}), not waiting "
                 "for a signal"
             )
+        elif execution.wait_kind is WaitKind.CHILDREN:
+            detail = (
+                f"waits at step {execution.current_step_id!r} for its child executions (the "
+                "last of them to decide the join resumes it), not for a signal"
+            )
         else:
             detail = f"is {execution.status.value}, not waiting"
         return ExecutionError(
@@ -367,6 +402,26 @@ def _check_version(execution: Execution, expected_version: int | None, why: str)
             f"{expected_version}: {why}",
             details={"execution_id": execution.id, "expected_version": expected_version},
         )
+
+
+@dataclass
+class CommitEffects:
+    """What a commit did to executions other than its own, for after it."""
+
+    events: list[HistoryEvent] = field(default_factory=list)
+    runnable: list[Execution] = field(default_factory=list)  # started children, resumed parents
+    unwanted: list[str] = field(default_factory=list)  # children to cancel (cancel_rest)
+
+
+def _touches_other_rows(draft: ExecutionDraft, execution: Execution) -> bool:
+    """Whether the commit writes more than the execution's row and events (then it is one
+    transaction): tokens to revoke, children to start, a join to report to or to leave."""
+    return (
+        draft.revoke_tokens_reason is not None
+        or draft.children is not None
+        or (execution.join_id is not None and execution.is_terminal)
+        or draft.initial_wait_kind is WaitKind.CHILDREN
+    )
 
 
 def _may_have_timed_out(execution: Execution, now: datetime) -> bool:

@@ -69,11 +69,13 @@ def check_transition(current: ExecutionStatus, new: ExecutionStatus, execution_i
 
 
 class WaitKind(StrEnum):
-    """Why a waiting execution waits: a timer, a signal (`resume()`), or a retry backoff."""
+    """Why a waiting execution waits: a timer, a signal (`resume()`), a retry backoff, or its
+    child executions (a sub-flow, parallel branches: their join resumes it)."""
 
     TIMER = "timer"
     SIGNAL = "signal"
     RETRY = "retry"
+    CHILDREN = "children"
 
 
 class ErrorInfo(StateModel):
@@ -138,6 +140,11 @@ class Execution(StateModel):
     # Set by the distributed runtime while a step is in flight: a running execution whose
     # lease has expired is presumed stalled (a worker died, a message was lost) and re-sent.
     lease_expires_at: datetime | None = None
+    # A child started by a step (sub-flow, parallel branch): the join it reports to, its
+    # place in it, and what cancelling the parent does to it ("cancel" or "abandon").
+    join_id: str | None = None
+    branch_index: int | None = None
+    parent_close: str | None = None
 
     @field_validator("status", mode="before")
     @classmethod
@@ -199,6 +206,12 @@ class StepOutcome(StateModel):
     # The execution as committed by this step (None if nothing was written). A runtime that
     # continues with the next step itself passes it back as `engine.step(..., known=...)`.
     execution: Execution | None = Field(default=None, exclude=True, repr=False)
+    # Other executions this commit made runnable: children it started, parents a finished
+    # child resumed. A runtime enqueues them (the commit is done; a lost message is re-sent
+    # by the stalled-lease sweep).
+    runnable: list[str] = Field(default_factory=list)
+    # The same, as committed (what a runtime needs to enqueue them without loading them).
+    runnable_executions: list[Execution] = Field(default_factory=list, exclude=True, repr=False)
 
 
 class CreateResult(StateModel):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
 from flowmonkey_celery.core.tokens import ResumeToken
@@ -55,6 +56,50 @@ class StoreTransaction(Protocol):
         """Revoke the execution's unused tokens; how many were revoked."""
         ...
 
+    # -- joins (a parent waiting for its children) ----------------------------------------------
+
+    def insert_join(self, join: Join, branches: Sequence[Branch]) -> None: ...
+
+    def get_join(self, join_id: str, *, lock: bool = False) -> Join | None:
+        """`lock=True`: the row stays locked to the end of the transaction (the join's counters
+        are read, changed and written under it)."""
+        ...
+
+    def update_join(self, join: Join) -> None:
+        """Write the join's counters and resolution (the caller holds its lock)."""
+        ...
+
+    def open_joins(self, parent_execution_id: str) -> list[Join]:
+        """The parent's joins not decided yet."""
+        ...
+
+    def list_branches(
+        self, join_id: str, *, status: BranchStatus | None = None, limit: int | None = None
+    ) -> list[Branch]:
+        """The join's branches in index order (only those in `status`, if given)."""
+        ...
+
+    def start_branch(self, join_id: str, index: int, execution_id: str) -> bool:
+        """pending -> running with its execution; False (nothing written) if not pending."""
+        ...
+
+    def finish_branch(
+        self,
+        join_id: str,
+        index: int,
+        status: BranchStatus,
+        output: object,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> bool:
+        """running -> finished; False (nothing written) if it was not running: a branch
+        reports once, whatever redelivers its child's last step."""
+        ...
+
+    def skip_pending_branches(self, join_id: str, now: datetime) -> int:
+        """Mark the join's pending branches skipped (the join was decided without them)."""
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):
@@ -67,6 +112,22 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[StoreTransaction]:
         """A unit of work: everything done through the yielded `StoreTransaction` commits
         when the block ends, or nothing does if it raises."""
+        ...
+
+    def get_join(self, join_id: str) -> Join | None: ...
+
+    def list_joins(self, parent_execution_id: str) -> list[Join]:
+        """The parent's joins, oldest first."""
+        ...
+
+    def list_branches(self, join_id: str) -> list[Branch]:
+        """The join's branches in index order."""
+        ...
+
+    def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:
+        """Live children that should be cancelled and may not be yet (their canceller
+        crashed): those of a cancelled parent with parent_close "cancel", and those of a join
+        decided with `cancel_running`."""
         ...
 
     def create_execution(

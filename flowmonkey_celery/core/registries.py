@@ -8,6 +8,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from flowmonkey_celery.core.child_steps import ParallelHandler, SubflowHandler
 from flowmonkey_celery.core.delay import DelayHandler
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.handler_info import (
@@ -59,7 +60,12 @@ class HandlerRegistry:
         self._lock = threading.Lock()
         self.register(ConditionalHandler())
         self.register(SwitchHandler())
-        builtins: list[StepHandler] = [DelayHandler(), WaitForSignalHandler()]
+        builtins: list[StepHandler] = [
+            DelayHandler(),
+            WaitForSignalHandler(),
+            SubflowHandler(),
+            ParallelHandler(),
+        ]
         for factory in _BUILTIN_FACTORIES:
             builtins += factory()
         for builtin in builtins:

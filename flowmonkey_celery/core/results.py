@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from flowmonkey_celery.core.children import ChildSpec, JoinPolicy, ParentClose, StartChildren
 from flowmonkey_celery.core.clock import as_timedelta, ensure_aware
 
 
@@ -48,6 +50,7 @@ class StepResult:
     wait_reason: str | None = None
     next_step: str | None = None
     overrides_transition: bool = False
+    start_children: StartChildren | None = None
 
 
 class Result:
@@ -123,3 +126,38 @@ class Result:
     def wait_for_signal(reason: str | None = None) -> StepResult:
         """Pause until `resume()` is called (an approval, a webhook, a person)."""
         return StepResult("wait", wait_reason=reason)
+
+    @staticmethod
+    def start_children(
+        children: Sequence[ChildSpec | dict[str, Any]],
+        *,
+        kind: Literal["subflow", "parallel"] = "parallel",
+        policy: JoinPolicy | dict[str, Any] | None = None,
+        max_concurrency: int | None = None,
+        detached: bool = False,
+        parent_close: ParentClose = "cancel",
+        output: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Start child executions and wait for them (what `subflow` and `parallel` return).
+
+        The step's wait, the join and the children are committed in one transaction. When the
+        join `policy` is decided the step continues: a `parallel` step's output lists every
+        child in order (`{status, output | error, execution_id}`), a `subflow` step's output is
+        its child's output; a failed join fails the step with CHILD_FAILED. With `detached`,
+        the step continues at once with the children's ids. `max_concurrency` bounds how many
+        children run at a time. `parent_close`: "cancel" (cancelling the parent cancels them)
+        or "abandon".
+        """
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        request = StartChildren(
+            children=[ChildSpec.model_validate(c) for c in children],
+            kind=kind,
+            policy=JoinPolicy.model_validate(policy or {}),
+            max_concurrency=max_concurrency,
+            detached=detached,
+            parent_close=parent_close,
+            output=output,
+        )
+        return StepResult("wait", wait_reason=reason, start_children=request)

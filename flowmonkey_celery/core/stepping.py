@@ -6,12 +6,10 @@ import functools
 from types import MappingProxyType
 from typing import Any
 
+from flowmonkey_celery.core.children import StartChildren
 from flowmonkey_celery.core.clock import ManualClock
 from flowmonkey_celery.core.draft import ExecutionDraft
-from flowmonkey_celery.core.engine_base import (
-    EngineBase,
-    _check_version,
-)
+from flowmonkey_celery.core.engine_base import _check_version
 from flowmonkey_celery.core.events import EventType
 from flowmonkey_celery.core.execution import (
     ErrorInfo,
@@ -21,20 +19,23 @@ from flowmonkey_celery.core.execution import (
     StepOutcomeKind,
     WaitKind,
 )
+from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.invoke import invoke_handler
+from flowmonkey_celery.core.joins import Joins, child_failure
 from flowmonkey_celery.core.json_values import to_json_value
-from flowmonkey_celery.core.results import Result, StepError
+from flowmonkey_celery.core.results import Result, StepError, StepResult
 from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.errors import (
     ErrorCode,
+    FlowMonkeyError,
     HandlerNotFoundError,
     VersionConflictError,
 )
 
 
-class Stepping(EngineBase):
+class Stepping(Joins):
     """`step()` and `run()`: load, guard, call the handler, apply its result, commit."""
 
     def step(
@@ -76,6 +77,7 @@ class Stepping(EngineBase):
             ExecutionError: EXECUTION_NOT_FOUND for an unknown id.
         """
         conflicts = 0
+        started: list[str] = []  # children this run started: run them too
         while True:
             try:
                 outcome = self._step(execution_id, simulate_time=simulate_time)
@@ -85,11 +87,33 @@ class Stepping(EngineBase):
                 if conflicts > 100:
                     raise
                 continue
+            started += [i for i in outcome.runnable if i != execution_id]
             if outcome.done:
                 break
             if outcome.status is ExecutionStatus.WAITING and outcome.outcome is None:
+                if outcome.execution is None:
+                    current = self._load(execution_id)
+                else:
+                    current = outcome.execution
+                if current.wait_kind is WaitKind.CHILDREN and self._run_children(
+                    execution_id, simulate_time
+                ):
+                    continue  # a child moved on: the join may have resumed it
                 break  # still waiting on something that is not due (or not timed)
+        for child_id in started:  # detached children, or ones left by a decided join
+            if not self._load(child_id).is_terminal:
+                self.run(child_id, simulate_time=simulate_time)
         return self._load(execution_id)
+
+    def _run_children(self, parent_id: str, simulate_time: bool) -> bool:
+        """Run the live children of a parent waiting for them; whether any moved on."""
+        moved = False
+        for child in self.store.list_children(parent_id):
+            if child.is_terminal:
+                continue
+            after = self.run(child.id, simulate_time=simulate_time)
+            moved = moved or after.version != child.version
+        return moved
 
     def _step(
         self,
@@ -227,6 +251,8 @@ class Stepping(EngineBase):
                 result.next_step if result.overrides_transition else step.transitions.on_success
             )
             draft.succeed(flow, step, output, target)
+        elif result.start_children is not None:
+            kind = self._start_children(draft, flow, step, result.start_children, result)
         elif result.outcome == "wait":
             wake_at = result.wake_at
             if wake_at is None and result.delay is not None:
@@ -245,3 +271,41 @@ class Stepping(EngineBase):
                 )
                 draft.route_failure(flow, step, result.error, target)
         return self._commit(draft, step_id=step.id, kind=kind)
+
+    def _start_children(
+        self,
+        draft: ExecutionDraft,
+        flow: Flow,
+        step: Step,
+        request: StartChildren,
+        result: StepResult,
+    ) -> StepOutcomeKind:
+        """A handler asked for children: plan them with the step's wait (or, detached, with
+        its success); the commit writes both in one transaction."""
+        execution = draft.execution
+        try:
+            plan = self._plan_children(execution, flow, step, request, draft.now)
+        except FlowMonkeyError as exc:
+            draft.route_failure(flow, step, child_failure(exc), step.transitions.on_failure)
+            return "failure"
+        if request.detached:
+            draft.children = plan
+            ids = [child.id for child, _ in plan.executions]
+            detached: dict[str, Any] = (
+                {"execution_id": ids[0]}
+                if request.kind == "subflow" and ids
+                else {"execution_ids": ids}
+            )
+            draft.succeed(flow, step, detached, step.transitions.on_success)
+            return "success"
+        if not plan.branches:  # nothing to wait for: an empty foreach
+            draft.succeed(flow, step, [], step.transitions.on_success)
+            return "success"
+        wait_timeout = execution.timeout.wait_timeout_ms if execution.timeout else None
+        reason = result.wait_reason or (
+            f"waiting for sub-flow {plan.branches[0].spec.flow_id!r}"
+            if request.kind == "subflow"
+            else f"waiting for {len(plan.branches)} branches"
+        )
+        draft.wait_for_children(step, reason, wait_timeout, plan)
+        return "wait"

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
+from flowmonkey_celery.core.child_steps import PARALLEL, parallel_config_issues
 from flowmonkey_celery.core.flow import SELECTOR_MODELS, SELECTOR_TYPES, Flow, Step
 from flowmonkey_celery.core.paths import split_path
 from flowmonkey_celery.core.routing import CONDITIONAL, SWITCH, routing_config_issues
@@ -135,6 +136,8 @@ def _graph_issues(data: Mapping[str, Any], step_data: Mapping[str, Any]) -> list
         step_type, config = raw.get("type"), raw.get("config", {})
         if step_type in (CONDITIONAL, SWITCH) and isinstance(config, Mapping):
             issues += routing_config_issues(step_type, config, f"{where}.config", step_ids)
+        if step_type == PARALLEL and isinstance(config, Mapping):
+            issues += parallel_config_issues(config, f"{where}.config", step_ids)
     return issues
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
+from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
@@ -34,6 +35,8 @@ class MemoryStore:
         self._triggers: dict[str, ScheduleTrigger] = {}
         self._fires: dict[tuple[str, datetime], TriggerFire] = {}
         self._tokens: dict[str, ResumeToken] = {}
+        self._joins: dict[str, Join] = {}
+        self._branches: dict[str, list[Branch]] = {}  # by join id, in index order
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTransaction]:
@@ -45,6 +48,39 @@ class MemoryStore:
             except BaseException:
                 transaction.rollback()
                 raise
+
+    def get_join(self, join_id: str) -> Join | None:
+        with self._lock:
+            found = self._joins.get(join_id)
+            return found.model_copy(deep=True) if found else None
+
+    def list_joins(self, parent_execution_id: str) -> list[Join]:
+        with self._lock:
+            found = [
+                j for j in self._joins.values() if j.parent_execution_id == parent_execution_id
+            ]
+            return [j.model_copy(deep=True) for j in sorted(found, key=lambda j: j.created_at)]
+
+    def list_branches(self, join_id: str) -> list[Branch]:
+        with self._lock:
+            return [b.model_copy(deep=True) for b in self._branches.get(join_id, [])]
+
+    def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:
+        with self._lock:
+            found: list[Execution] = []
+            for child in self._executions.values():
+                if child.is_terminal or len(found) >= limit:
+                    continue
+                parent = self._executions.get(child.parent_execution_id or "")
+                join = self._joins.get(child.join_id or "")
+                orphaned = (
+                    parent is not None
+                    and parent.status is ExecutionStatus.CANCELLED
+                    and child.parent_close == "cancel"
+                )
+                if orphaned or (join is not None and join.cancel_running):
+                    found.append(child.model_copy(deep=True))
+            return found
 
     def create_execution(
         self, execution: Execution, *, now: datetime, events: Sequence[HistoryEvent] = ()
@@ -187,6 +223,9 @@ class MemoryStore:
                 del self._executions[execution_id]
                 self._events.pop(execution_id, None)
             self._tokens = {h: t for h, t in self._tokens.items() if t.execution_id not in doomed}
+            for join_id in [j.id for j in self._joins.values() if j.parent_execution_id in doomed]:
+                del self._joins[join_id]
+                self._branches.pop(join_id, None)
             self._idempotency = {
                 scope: held for scope, held in self._idempotency.items() if held[0] not in doomed
             }
@@ -277,6 +316,8 @@ class MemoryStore:
             self._triggers.clear()
             self._fires.clear()
             self._tokens.clear()
+            self._joins.clear()
+            self._branches.clear()
 
 
 def _scope(execution: Execution) -> IdempotencyScope | None:

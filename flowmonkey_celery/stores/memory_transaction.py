@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.tokens import ResumeToken
@@ -103,6 +104,96 @@ class MemoryTransaction:
                 token, token.model_copy(update={"revoked_at": now, "revoked_reason": reason})
             )
         return len(live)
+
+    # -- joins ------------------------------------------------------------------------------
+
+    def insert_join(self, join: Join, branches: Sequence[Branch]) -> None:
+        joins, all_branches = self._store._joins, self._store._branches
+        if join.id in joins:
+            raise ExecutionError(f"join {join.id} already exists", ErrorCode.STORE_CONFLICT)
+        joins[join.id] = join.model_copy(deep=True)
+        all_branches[join.id] = [b.model_copy(deep=True) for b in branches]
+
+        def undo() -> None:
+            joins.pop(join.id, None)
+            all_branches.pop(join.id, None)
+
+        self._undo.append(undo)
+
+    def get_join(self, join_id: str, *, lock: bool = False) -> Join | None:
+        found = self._store._joins.get(join_id)
+        return found.model_copy(deep=True) if found else None
+
+    def update_join(self, join: Join) -> None:
+        joins = self._store._joins
+        previous = joins[join.id]
+        joins[join.id] = join.model_copy(deep=True)
+        self._undo.append(lambda: joins.__setitem__(join.id, previous))
+
+    def open_joins(self, parent_execution_id: str) -> list[Join]:
+        return [
+            j.model_copy(deep=True)
+            for j in self._store._joins.values()
+            if j.parent_execution_id == parent_execution_id and j.resolved_at is None
+        ]
+
+    def list_branches(
+        self, join_id: str, *, status: BranchStatus | None = None, limit: int | None = None
+    ) -> list[Branch]:
+        found = [
+            b.model_copy(deep=True)
+            for b in self._store._branches.get(join_id, [])
+            if status is None or b.status is status
+        ]
+        return found[:limit] if limit is not None else found
+
+    def start_branch(self, join_id: str, index: int, execution_id: str) -> bool:
+        branch = self._branch(join_id, index)
+        if branch is None or branch.status is not BranchStatus.PENDING:
+            return False
+        self._set_branch(
+            branch,
+            branch.model_copy(
+                update={"status": BranchStatus.RUNNING, "execution_id": execution_id}
+            ),
+        )
+        return True
+
+    def finish_branch(
+        self,
+        join_id: str,
+        index: int,
+        status: BranchStatus,
+        output: object,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> bool:
+        branch = self._branch(join_id, index)
+        if branch is None or branch.status is not BranchStatus.RUNNING:
+            return False
+        finished = branch.model_copy(
+            update={"status": status, "output": output, "error": error, "finished_at": now}
+        )
+        self._set_branch(branch, finished)
+        return True
+
+    def skip_pending_branches(self, join_id: str, now: datetime) -> int:
+        pending = [
+            b for b in self._store._branches.get(join_id, []) if b.status is BranchStatus.PENDING
+        ]
+        for branch in pending:
+            skipped = branch.model_copy(update={"status": BranchStatus.SKIPPED, "finished_at": now})
+            self._set_branch(branch, skipped)
+        return len(pending)
+
+    def _branch(self, join_id: str, index: int) -> Branch | None:
+        branches = self._store._branches.get(join_id, [])
+        return branches[index] if 0 <= index < len(branches) else None
+
+    def _set_branch(self, old: Branch, new: Branch) -> None:
+        branches = self._store._branches[old.join_id]
+        branches[old.index] = new
+        self._undo.append(lambda: branches.__setitem__(old.index, old))
 
     def _replace(self, old: ResumeToken, new: ResumeToken) -> None:
         tokens = self._store._tokens

@@ -144,6 +144,9 @@ def fully_populated(status: ExecutionStatus, parent_id: str) -> Execution:
         started_at=at(2),
         finished_at=at(40),
         lease_expires_at=at(45),
+        join_id="join-1",
+        branch_index=3,
+        parent_close="abandon",
     )
 
 

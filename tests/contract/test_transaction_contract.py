@@ -18,6 +18,7 @@ from flowmonkey_celery import (
     VersionConflictError,
 )
 from flowmonkey_celery.core import tokens
+from flowmonkey_celery.core.children import Branch, BranchStatus, ChildSpec, Join, JoinPolicy
 from flowmonkey_celery.core.tokens import ResumeToken
 from tests.contract.test_store_contract import T0, at, make_execution
 
@@ -175,3 +176,133 @@ def test_purging_an_execution_removes_its_tokens(store: Store) -> None:
     assert store.delete_finished_before(T0 + timedelta(days=1)) == 1
     with store.transaction() as tx:
         assert tx.get_resume_token(token.token_hash) is None
+
+
+# -- joins ---------------------------------------------------------------------------------------
+
+
+def make_join(parent_id: str, total: int = 3, **fields: object) -> tuple[Join, list[Branch]]:
+    join = Join(
+        id=f"join-{parent_id}",
+        parent_execution_id=parent_id,
+        step_id="fan-out",
+        sequence=2,
+        kind="parallel",
+        policy=JoinPolicy(mode="min_success", min_success=2, cancel_rest=True),
+        total=total,
+        max_concurrency=2,
+        created_at=T0,
+        **fields,  # type: ignore[arg-type]
+    )
+    branches = [
+        Branch(join_id=join.id, index=i, spec=ChildSpec(flow_id="item", context={"n": i}))
+        for i in range(total)
+    ]
+    return join, branches
+
+
+def test_a_join_and_its_branches_round_trip(store: Store) -> None:
+    parent, _ = store.create_execution(make_execution(), now=T0)
+    join, branches = make_join(parent.id)
+    with store.transaction() as tx:
+        tx.insert_join(join, branches)
+        assert tx.get_join(join.id, lock=True) == join
+        assert tx.open_joins(parent.id) == [join]
+
+    assert store.get_join(join.id) == join
+    assert store.list_joins(parent.id) == [join]
+    assert store.list_branches(join.id) == branches
+    assert store.get_join("nope") is None and store.list_branches("nope") == []
+
+
+def test_a_branch_starts_once_and_finishes_once(store: Store) -> None:
+    parent, _ = store.create_execution(make_execution(), now=T0)
+    join, branches = make_join(parent.id)
+    with store.transaction() as tx:
+        tx.insert_join(join, branches)
+    with store.transaction() as tx:
+        assert tx.finish_branch(join.id, 0, BranchStatus.COMPLETED, 1, None, at(1)) is False
+        assert tx.start_branch(join.id, 0, "child-0") is True
+        assert tx.start_branch(join.id, 0, "child-0-again") is False
+        assert tx.finish_branch(join.id, 0, BranchStatus.COMPLETED, {"x": 1}, None, at(2)) is True
+        assert (
+            tx.finish_branch(join.id, 0, BranchStatus.FAILED, None, {"code": "X"}, at(3)) is False
+        )
+        assert [b.index for b in tx.list_branches(join.id, status=BranchStatus.PENDING)] == [1, 2]
+        assert len(tx.list_branches(join.id, status=BranchStatus.PENDING, limit=1)) == 1
+    first = store.list_branches(join.id)[0]
+    assert (first.status, first.execution_id, first.output) == (
+        BranchStatus.COMPLETED,
+        "child-0",
+        {"x": 1},
+    )
+    assert first.finished_at == at(2)
+
+
+def test_deciding_a_join_skips_its_pending_branches_and_closes_it(store: Store) -> None:
+    parent, _ = store.create_execution(make_execution(), now=T0)
+    join, branches = make_join(parent.id)
+    with store.transaction() as tx:
+        tx.insert_join(join, branches)
+        tx.start_branch(join.id, 0, "child-0")
+    with store.transaction() as tx:
+        assert tx.skip_pending_branches(join.id, at(5)) == 2
+        decided = join.model_copy(
+            update={"succeeded": 1, "resolved_at": at(5), "outcome": "success"}
+        )
+        tx.update_join(decided)
+        assert tx.open_joins(parent.id) == []
+    assert store.get_join(join.id) == decided
+    statuses = [b.status for b in store.list_branches(join.id)]
+    assert statuses == [BranchStatus.RUNNING, BranchStatus.SKIPPED, BranchStatus.SKIPPED]
+
+
+def test_a_failing_transaction_leaves_no_join(store: Store) -> None:
+    parent, _ = store.create_execution(make_execution(), now=T0)
+    join, branches = make_join(parent.id)
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.insert_join(join, branches)
+        raise Boom
+    assert store.get_join(join.id) is None and store.list_branches(join.id) == []
+
+
+def test_children_to_cancel_are_those_of_cancelled_parents_and_of_joins_cancelling(
+    store: Store,
+) -> None:
+    cancelled_parent, _ = store.create_execution(
+        make_execution(status=ExecutionStatus.CANCELLED, finished_at=T0), now=T0
+    )
+    live_parent, _ = store.create_execution(make_execution(), now=T0)
+    join, branches = make_join(live_parent.id, cancel_running=True)
+    quiet_join, quiet_branches = make_join(cancelled_parent.id)
+    with store.transaction() as tx:
+        tx.insert_join(join, branches)
+        tx.insert_join(quiet_join, quiet_branches)
+
+    def child(parent_id: str, **fields: object) -> str:
+        made, _ = store.create_execution(
+            make_execution(parent_execution_id=parent_id, **fields), now=T0
+        )
+        return made.id
+
+    orphan = child(cancelled_parent.id, parent_close="cancel")
+    child(cancelled_parent.id, parent_close="abandon")
+    child(cancelled_parent.id, parent_close="cancel", status=ExecutionStatus.COMPLETED)
+    unwanted = child(live_parent.id, parent_close="abandon", join_id=join.id, branch_index=0)
+    child(live_parent.id, parent_close="cancel")  # its parent lives, no join: keeps running
+
+    found = store.find_children_to_cancel(limit=10)
+
+    assert sorted(e.id for e in found) == sorted([orphan, unwanted])
+    assert len(store.find_children_to_cancel(limit=1)) == 1
+
+
+def test_purging_a_parent_removes_its_joins(store: Store) -> None:
+    parent, _ = store.create_execution(
+        make_execution(status=ExecutionStatus.COMPLETED, finished_at=T0), now=T0
+    )
+    join, branches = make_join(parent.id)
+    with store.transaction() as tx:
+        tx.insert_join(join, branches)
+    store.delete_finished_before(T0 + timedelta(days=1))
+    assert store.get_join(join.id) is None and store.list_branches(join.id) == []

@@ -81,3 +81,21 @@ def sleep(params: HandlerParams) -> StepResult:
     """config.ms of blocking work (a slow HTTP call, say): holds the worker process."""
     time.sleep(float(params.config["ms"]) / 1000)
     return Result.success()
+
+
+@handler("e2e-item")
+def item(params: HandlerParams) -> StepResult:
+    """A foreach branch: appends its execution id to context["calls_file"], waits for
+    context["release_file"] if given (else sleeps config.sleep seconds), and returns its item
+    doubled."""
+    append_line(params.context["calls_file"], params.execution.id)
+    release = params.context.get("release_file")
+    if release:
+        deadline = time.monotonic() + BLOCK_LIMIT_SECONDS
+        while not Path(release).exists():
+            if time.monotonic() > deadline:
+                return Result.failure("E2E_NOT_RELEASED", f"{release} never appeared")
+            time.sleep(0.005)
+    else:
+        time.sleep(float(params.config.get("sleep", 0)))
+    return Result.success({"doubled": params.context["item"] * 2})

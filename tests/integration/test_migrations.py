@@ -30,6 +30,8 @@ from flowmonkey_celery.stores.sql.types import UtcDateTime
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 FM_TABLES = {
+    "fm_joins",
+    "fm_join_branches",
     "fm_executions",
     "fm_events",
     "fm_idempotency_keys",

@@ -146,6 +146,9 @@ def test_every_execution_field_survives_a_process_restart(db_url: str) -> None:
         started_at=moment - timedelta(minutes=59),
         finished_at=moment + timedelta(microseconds=1),
         lease_expires_at=moment + timedelta(seconds=30),
+        join_id="j-1",
+        branch_index=0,
+        parent_close="cancel",
     )
     assert original.model_fields_set == set(Execution.model_fields), "every field is set"
     history = [

@@ -63,6 +63,9 @@ executions = Table(
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
     Column("version", Integer, nullable=False),
+    Column("join_id", ID),
+    Column("branch_index", Integer),
+    Column("parent_close", String(16)),
     # Each query the runtime makes has an index: the beat's sweeps, children, listings.
     Index(None, "status", "wake_at"),
     Index(None, "status", "wait_deadline_at"),
@@ -74,6 +77,7 @@ executions = Table(
     Index(None, "flow_id", "created_at", "id"),
     Index(None, "tenant_id", "created_at", "id"),
     Index(None, "status", "finished_at"),
+    Index(None, "join_id"),
 )
 
 events = Table(
@@ -189,4 +193,42 @@ jobs = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "status", "heartbeat_at"),
     Index(None, "execution_id"),
+)
+
+# A parent step's wait for its children: counters changed only under this row's lock, so the
+# branch that decides the join (and resumes the parent) is exactly one.
+joins = Table(
+    "fm_joins",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("parent_execution_id", ID, nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("policy", JsonDocument, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("started", Integer, nullable=False),
+    Column("succeeded", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("max_concurrency", Integer),
+    Column("parent_close", String(16), nullable=False),
+    Column("output", JsonDocument),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    Column("outcome", String(16)),
+    Column("cancel_running", Boolean, nullable=False),
+    Index(None, "parent_execution_id"),
+)
+
+join_branches = Table(
+    "fm_join_branches",
+    metadata,
+    Column("join_id", ID, primary_key=True),
+    Column("index", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("execution_id", ID),
+    Column("spec", JsonDocument, nullable=False),
+    Column("output", JsonDocument),
+    Column("error", JsonDocument),
+    Column("finished_at", UtcDateTime),
 )

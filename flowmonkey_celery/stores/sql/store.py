@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
+from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Flow
@@ -36,6 +37,7 @@ from flowmonkey_celery.errors import (
     VersionConflictError,
 )
 from flowmonkey_celery.stores.sql import flow_definitions, migrations, one_trip
+from flowmonkey_celery.stores.sql import joins as sql_joins
 from flowmonkey_celery.stores.sql import triggers as trigger_rows
 from flowmonkey_celery.stores.sql.connection import WRITE, describe, make_engine
 from flowmonkey_celery.stores.sql.errors import lost_connection, translated_errors
@@ -50,6 +52,8 @@ from flowmonkey_celery.stores.sql.schema import (
     executions,
     idempotency_keys,
     jobs,
+    join_branches,
+    joins,
     resume_tokens,
 )
 from flowmonkey_celery.stores.sql.transaction import SqlTransaction
@@ -339,6 +343,21 @@ class SqlStore:
 
     # -- queries --------------------------------------------------------------------------------
 
+    def get_join(self, join_id: str) -> Join | None:
+        return self._read("get join", lambda conn: sql_joins.get_join(conn, join_id, lock=False))
+
+    def list_joins(self, parent_execution_id: str) -> list[Join]:
+        return self._read(
+            "list joins",
+            lambda conn: sql_joins.joins_of(conn, parent_execution_id, open_only=False),
+        )
+
+    def list_branches(self, join_id: str) -> list[Branch]:
+        return self._read("list branches", lambda conn: sql_joins.list_branches(conn, join_id))
+
+    def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:
+        return self._fetch(sql_joins.children_to_cancel(limit), "find children to cancel")
+
     def list_children(self, parent_execution_id: str) -> list[Execution]:
         query = (
             select(executions)
@@ -457,6 +476,9 @@ class SqlStore:
                     return deleted
                 for table in (events, idempotency_keys, resume_tokens, jobs):
                     conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
+                their_joins = select(joins.c.id).where(joins.c.parent_execution_id.in_(ids))
+                conn.execute(delete(join_branches).where(join_branches.c.join_id.in_(their_joins)))
+                conn.execute(delete(joins).where(joins.c.parent_execution_id.in_(ids)))
                 conn.execute(delete(executions).where(executions.c.id.in_(ids)))
             deleted += len(ids)
             if len(ids) < batch_size:

@@ -8,11 +8,12 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
-from flowmonkey_celery.stores.sql import tokens
+from flowmonkey_celery.stores.sql import joins, tokens
 from flowmonkey_celery.stores.sql.rows import event_row, execution_from_row, execution_row
 from flowmonkey_celery.stores.sql.schema import events, executions
 
@@ -87,3 +88,55 @@ class SqlTransaction:
 
     def revoke_resume_tokens(self, execution_id: str, now: datetime, reason: str) -> int:
         return tokens.revoke_tokens(self.conn, execution_id, now, reason)
+
+    # -- joins --------------------------------------------------------------------------------
+
+    def insert_join(self, join: Join, branches: Sequence[Branch]) -> None:
+        joins.insert_join(self.conn, join, branches)
+
+    def get_join(self, join_id: str, *, lock: bool = False) -> Join | None:
+        return joins.get_join(self.conn, join_id, lock=lock)
+
+    def update_join(self, join: Join) -> None:
+        joins.update_join(self.conn, join)
+
+    def open_joins(self, parent_execution_id: str) -> list[Join]:
+        return joins.joins_of(self.conn, parent_execution_id, open_only=True)
+
+    def list_branches(
+        self, join_id: str, *, status: BranchStatus | None = None, limit: int | None = None
+    ) -> list[Branch]:
+        return joins.list_branches(self.conn, join_id, status=status, limit=limit)
+
+    def start_branch(self, join_id: str, index: int, execution_id: str) -> bool:
+        return joins.move_branch(
+            self.conn,
+            join_id,
+            index,
+            BranchStatus.PENDING,
+            status=BranchStatus.RUNNING.value,
+            execution_id=execution_id,
+        )
+
+    def finish_branch(
+        self,
+        join_id: str,
+        index: int,
+        status: BranchStatus,
+        output: object,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> bool:
+        return joins.move_branch(
+            self.conn,
+            join_id,
+            index,
+            BranchStatus.RUNNING,
+            status=status.value,
+            output=output,
+            error=error,
+            finished_at=now,
+        )
+
+    def skip_pending_branches(self, join_id: str, now: datetime) -> int:
+        return joins.skip_pending(self.conn, join_id, now)
