@@ -1,5 +1,6 @@
 """flowmonkey-celery: durable, declarative workflows for Python teams that run Celery."""
 
+from flowmonkey_celery.core.children import ChildSpec, JoinPolicy
 from flowmonkey_celery.core.clock import Clock, ManualClock, SystemClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.events import EventType, HistoryEvent
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CancelResult",
     "Cancellation",
+    "ChildSpec",
     "Clock",
     "CreateResult",
     "Engine",
@@ -51,6 +53,7 @@ __all__ = [
     "HandlerParams",
     "HandlerRegistry",
     "HistoryEvent",
+    "JoinPolicy",
     "ManualClock",
     "MemoryStore",
     "Result",
