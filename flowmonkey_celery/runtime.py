@@ -123,7 +123,15 @@ class Runtime:
         self.options = options or RuntimeOptions()
         self.clock = clock or SystemClock()
         self.settings = settings
-        self.engine = Engine(store, handlers, flows, clock=self.clock, lease=self.options.lease)
+        longest = settings.max_step_seconds if settings is not None else None
+        self.engine = Engine(
+            store,
+            handlers,
+            flows,
+            clock=self.clock,
+            lease=self.options.lease,
+            max_step_duration=timedelta(seconds=longest) if longest else None,
+        )
 
     @classmethod
     def from_settings(

@@ -37,6 +37,9 @@ class Settings(BaseModel):
     hard_limit_grace_seconds: float = 10.0
     # PostgreSQL saves as one prepared statement; off behind a transaction-mode pooler.
     prepared_statements: bool = True
+    # Bounds a background job (a stateful handler) that heartbeats but never ends: after this
+    # long the tick fails it with HANDLER_TIMEOUT. None: no bound.
+    max_step_seconds: float | None = None
     # Shifts this process's clock (tests and drills only: "run the beat an hour later").
     clock_offset_seconds: float = 0.0
 
@@ -47,7 +50,8 @@ class Settings(BaseModel):
         the tuning knobs `FLOWMONKEY_QUEUE, FLOWMONKEY_TICK_QUEUE, FLOWMONKEY_TICK_SECONDS,
         FLOWMONKEY_LEASE_SECONDS, FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS,
         FLOWMONKEY_HARD_LIMIT_GRACE_SECONDS, FLOWMONKEY_PREPARED_STATEMENTS` (`0` or `false`
-        behind PgBouncer in transaction mode), and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
+        behind PgBouncer in transaction mode), `FLOWMONKEY_MAX_STEP_SECONDS` (the longest a
+        stateful handler's job may run), and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.
@@ -72,6 +76,7 @@ class Settings(BaseModel):
                 "hard_limit_grace_seconds",
                 "clock_offset_seconds",
                 "prepared_statements",
+                "max_step_seconds",
             )
         }
         return cls(

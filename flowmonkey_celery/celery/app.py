@@ -38,6 +38,7 @@ log = logging.getLogger("flowmonkey_celery.celery")
 STEP_TASK = "flowmonkey.step"
 STEP_KILLED_TASK = "flowmonkey.step_killed"
 TICK_TASK = "flowmonkey.tick"
+JOB_TASK = "flowmonkey.job"
 
 
 class FlowMonkeyCelery:
@@ -96,6 +97,23 @@ class FlowMonkeyCelery:
                 self._record_kill(execution_id, version, exc)
 
         self.step_killed_task: Task = app.task(name=STEP_KILLED_TASK, shared=False)(step_killed)
+
+        # A stateful handler's job: claimed with a lease in the store, so a redelivered or
+        # duplicate message finds it taken (or finished) and does nothing.
+        def job(job_id: str) -> str:
+            return self.run_job(job_id)
+
+        self.job_task: Task = app.task(
+            name=JOB_TASK,
+            shared=False,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+            autoretry_for=(StoreUnavailableError,),
+            retry_backoff=True,
+            retry_backoff_max=60,
+            max_retries=None,
+        )(job)
         schedule = dict(app.conf.beat_schedule or {})
         schedule["flowmonkey-tick"] = {
             "task": TICK_TASK,
@@ -261,6 +279,8 @@ class FlowMonkeyCelery:
                     return "unknown"
                 raise
             steps_run += 1
+            for job_id in outcome.jobs:
+                self.send_job(job_id, outcome.flow_id, outcome.flow_version, outcome.step_id)
             for runnable in outcome.runnable_executions:
                 # Children it started, a parent the last child resumed: committed already (if
                 # this process dies before sending, the stalled-lease sweep sends them).
@@ -277,6 +297,23 @@ class FlowMonkeyCelery:
                 continue
             self._send(execution_id, outcome.version, step)
             return "dispatched"
+
+    def send_job(self, job_id: str, flow_id: str, flow_version: str, step_id: str | None) -> None:
+        """Enqueue a job for a runner, on its step's queue (committed already; a lost message
+        is re-sent by the tick once the job's lease runs out)."""
+        step = self._step_of(flow_id, flow_version, step_id)
+        self.job_task.apply_async((job_id,), queue=self._queue_for(step))
+
+    def run_job(self, job_id: str) -> str:
+        """The job task: run it here, then enqueue what its result made runnable."""
+        outcome = self.runtime.engine.run_job(job_id)
+        if outcome is None:
+            return "skipped"  # finished, held by a live runner, or superseded
+        for job in outcome.jobs:
+            self.send_job(job, outcome.flow_id, outcome.flow_version, outcome.step_id)
+        for runnable in outcome.runnable_executions:
+            self.dispatch(runnable)
+        return outcome.status.value
 
     def _send_on_if_runnable(self, execution_id: str) -> None:
         execution = self.runtime.engine.get(execution_id)
@@ -348,6 +385,11 @@ class FlowMonkeyCelery:
         now = self.runtime.clock.now()
         timed_out = engine.cancel_timed_out(now, limit=batch)
         orphans = engine.cancel_orphaned_children(limit=batch)
+        for job_id in engine.reap_jobs(now, limit=batch):
+            job = store.get_job(job_id)
+            owner = store.get_execution(job.execution_id) if job is not None else None
+            if owner is not None:
+                self.send_job(job_id, owner.flow_id, owner.flow_version, owner.current_step_id)
         woken = engine.wake_due(now, limit=batch)
         for execution_id in woken:
             execution = store.get_execution(execution_id)

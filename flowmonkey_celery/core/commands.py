@@ -162,6 +162,7 @@ class Commands(EngineBase):
             if execution.status is not ExecutionStatus.WAITING or execution.wait_kind in (
                 WaitKind.RETRY,
                 WaitKind.CHILDREN,
+                WaitKind.JOB,
             ):
                 raise self._not_waiting(execution)
             flow = self._flow_of(execution)
@@ -281,6 +282,7 @@ class Commands(EngineBase):
             if execution.status is not ExecutionStatus.WAITING or execution.wait_kind in (
                 WaitKind.RETRY,
                 WaitKind.CHILDREN,
+                WaitKind.JOB,
             ):
                 raise self._not_waiting(execution)
             flow = self._flow_of(execution)

@@ -22,6 +22,7 @@ from flowmonkey_celery.core.execution import (
     check_transition,
 )
 from flowmonkey_celery.core.flow import Flow, Step
+from flowmonkey_celery.core.jobs import Job
 from flowmonkey_celery.core.paths import set_path
 from flowmonkey_celery.core.results import StepError
 from flowmonkey_celery.errors import ErrorCode
@@ -56,6 +57,7 @@ class ExecutionDraft:
         self.initial_wait_kind = execution.wait_kind
         # Children this change starts (a join and its first executions), committed with it.
         self.children: ChildrenPlan | None = None
+        self.job: Job | None = None  # a job this change starts (a stateful handler's run)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -198,6 +200,13 @@ class ExecutionDraft:
         self.wait(step, None, reason, wait_timeout_ms)
         self.execution.wait_kind = WaitKind.CHILDREN
         self.children = plan
+
+    def wait_for_job(self, step: Step, job: Job, wait_timeout_ms: int | None) -> None:
+        """Wait for a stateful handler's job: its result, committed by the job's runner,
+        continues the execution."""
+        self.wait(step, None, f"running {job.handler_type} as job {job.id}", wait_timeout_ms)
+        self.execution.wait_kind = WaitKind.JOB
+        self.job = job
 
     def wait(
         self, step: Step, wake_at: datetime | None, reason: str | None, wait_timeout_ms: int | None

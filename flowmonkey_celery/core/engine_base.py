@@ -70,6 +70,7 @@ class EngineBase:
         rng: random.Random | None = None,
         lease: timedelta | None = None,
         timeout_exceptions: tuple[type[BaseException], ...] = (),
+        max_step_duration: timedelta | None = None,
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
@@ -81,6 +82,9 @@ class EngineBase:
         # Exceptions a runtime raises inside a handler to enforce timeout_ms (e.g. Celery's
         # SoftTimeLimitExceeded): recorded as HANDLER_TIMEOUT rather than HANDLER_ERROR.
         self.timeout_exceptions = timeout_exceptions
+        # How long a background job (a stateful handler) may run before the reaper fails it
+        # with HANDLER_TIMEOUT, heartbeats or not: a hung handler cannot hold its step forever.
+        self.max_step_duration = max_step_duration
         self.store = store
         self.handlers = handlers
         self.flows = flows
@@ -191,6 +195,11 @@ class EngineBase:
                 if draft.revoke_tokens_reason is not None:
                     tx.revoke_resume_tokens(saved.id, draft.now, draft.revoke_tokens_reason)
                 self._write_children(tx, draft, saved, left, effects)
+                if draft.job is not None:
+                    tx.insert_job(draft.job)
+                    effects.jobs.append(draft.job.id)
+                if draft.initial_wait_kind is WaitKind.JOB and saved.wait_kind is not WaitKind.JOB:
+                    tx.cancel_jobs(saved.id, draft.now)  # left some other way: a cancel, a timeout
         self._bus.emit(events)
         self._bus.emit(effects.events)
         if saved.status is ExecutionStatus.CANCELLED:
@@ -202,6 +211,7 @@ class EngineBase:
         outcome.execution = saved
         outcome.runnable = [e.id for e in effects.runnable]
         outcome.runnable_executions = effects.runnable
+        outcome.jobs = effects.jobs
         return outcome
 
     def _issue_token(
@@ -347,6 +357,11 @@ class EngineBase:
                 f"{execution.wake_at.isoformat() if execution.wake_at else 'soon'}), not waiting "
                 "for a signal"
             )
+        elif execution.wait_kind is WaitKind.JOB:
+            detail = (
+                f"waits at step {execution.current_step_id!r} for its background job (a "
+                "stateful handler; its result continues it), not for a signal"
+            )
         elif execution.wait_kind is WaitKind.CHILDREN:
             detail = (
                 f"waits at step {execution.current_step_id!r} for its child executions (the "
@@ -411,6 +426,7 @@ class CommitEffects:
     events: list[HistoryEvent] = field(default_factory=list)
     runnable: list[Execution] = field(default_factory=list)  # started children, resumed parents
     unwanted: list[str] = field(default_factory=list)  # children to cancel (cancel_rest)
+    jobs: list[str] = field(default_factory=list)  # jobs to hand to a runner
 
 
 def _touches_other_rows(draft: ExecutionDraft, execution: Execution) -> bool:
@@ -420,7 +436,8 @@ def _touches_other_rows(draft: ExecutionDraft, execution: Execution) -> bool:
         draft.revoke_tokens_reason is not None
         or draft.children is not None
         or (execution.join_id is not None and execution.is_terminal)
-        or draft.initial_wait_kind is WaitKind.CHILDREN
+        or draft.job is not None
+        or draft.initial_wait_kind in (WaitKind.CHILDREN, WaitKind.JOB)
     )
 
 

@@ -76,6 +76,7 @@ class WaitKind(StrEnum):
     SIGNAL = "signal"
     RETRY = "retry"
     CHILDREN = "children"
+    JOB = "job"  # a stateful handler running as a background job
 
 
 class ErrorInfo(StateModel):
@@ -212,6 +213,8 @@ class StepOutcome(StateModel):
     runnable: list[str] = Field(default_factory=list)
     # The same, as committed (what a runtime needs to enqueue them without loading them).
     runnable_executions: list[Execution] = Field(default_factory=list, exclude=True, repr=False)
+    # Jobs this commit created (stateful handlers): a runtime hands each to a job runner.
+    jobs: list[str] = Field(default_factory=list)
 
 
 class CreateResult(StateModel):

@@ -12,6 +12,7 @@ from typing import Any, Protocol, overload, runtime_checkable
 from flowmonkey_celery.core.clock import Clock
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.flow import Step
+from flowmonkey_celery.core.jobs import JobControl
 from flowmonkey_celery.core.results import StepResult
 
 
@@ -29,6 +30,8 @@ class HandlerParams:
             same attempt; pass it to external APIs as an idempotency key.
         clock: the engine's clock; use it instead of reading the wall clock.
         issue_token: set by the engine; use `resume_token()`.
+        job: for a stateful handler (run as a background job): `heartbeat()`,
+            `report_progress(value)`, `save_checkpoint(value)` and the last `checkpoint`.
     """
 
     input: Any
@@ -39,6 +42,8 @@ class HandlerParams:
     step_key: str
     clock: Clock
     issue_token: Callable[[timedelta | None, list[str] | None], str] | None = None
+    # Set for a stateful handler running as a job: heartbeats, progress, checkpoints.
+    job: JobControl | None = None
 
     def resume_token(
         self, expires_in: timedelta | None = None, outcomes: list[str] | None = None

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 
@@ -100,6 +101,29 @@ class StoreTransaction(Protocol):
         """Mark the join's pending branches skipped (the join was decided without them)."""
         ...
 
+    # -- jobs (stateful handlers) ---------------------------------------------------------------
+
+    def insert_job(self, job: Job) -> None: ...
+
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None: ...
+
+    def finish_job(
+        self,
+        job_id: str,
+        runner_id: str,
+        status: JobStatus,
+        result: object,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> bool:
+        """running (claimed by `runner_id`) -> finished; False (nothing written) if that
+        instance no longer holds the job: a superseded instance cannot write its result."""
+        ...
+
+    def cancel_jobs(self, execution_id: str, now: datetime) -> int:
+        """Cancel the execution's unfinished jobs (their runners' writes stop counting)."""
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):
@@ -122,6 +146,44 @@ class Store(Protocol):
 
     def list_branches(self, join_id: str) -> list[Branch]:
         """The join's branches in index order."""
+        ...
+
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def list_jobs(self, execution_id: str) -> list[Job]:
+        """The execution's jobs, oldest first."""
+        ...
+
+    def claim_job(
+        self, job_id: str, runner_id: str, now: datetime, lease_until: datetime
+    ) -> Job | None:
+        """Claim a pending job, or a running one whose lease expired, for `runner_id` (claims
+        + 1); the claimed job, or None (nothing written) if it is not claimable."""
+        ...
+
+    def touch_job(
+        self,
+        job_id: str,
+        runner_id: str,
+        now: datetime,
+        lease_until: datetime,
+        fields: dict[str, object] | None = None,
+    ) -> bool:
+        """Renew the lease of a job `runner_id` holds, writing `fields` (progress,
+        checkpoint) with it; False (nothing written) if it no longer holds it."""
+        ...
+
+    def find_jobs_to_reap(
+        self, now: datetime, *, started_before: datetime | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Unfinished jobs whose lease expired (their runner died, or their message was lost),
+        and running jobs started before `started_before` (over the maximum step duration)."""
+        ...
+
+    def defer_job(self, job_id: str, now: datetime, until: datetime) -> bool:
+        """Release a job whose lease expired back to pending, its lease moved to `until` (it
+        is being re-sent; its lost runner, if any, is let go); False if someone renewed or
+        claimed it meanwhile."""
         ...
 
     def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:

@@ -112,6 +112,11 @@ class HandlerRegistry:
         """Every registered handler's description, by type."""
         return [HandlerInfo.of(self._handlers[t]) for t in self.types()]
 
+    def is_stateful(self, handler_type: str) -> bool:
+        """Whether the handler runs as a background job (`stateful: True` in its metadata)."""
+        found = self._handlers.get(handler_type)
+        return found is not None and HandlerInfo.of(found).stateful
+
     def config_issues(self, flow: Flow) -> list[Issue]:
         """Every step config of `flow` that breaks its handler's config schema."""
         return step_config_issues(flow, self._validators, self._handlers)

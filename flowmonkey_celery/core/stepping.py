@@ -22,7 +22,8 @@ from flowmonkey_celery.core.execution import (
 from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.invoke import invoke_handler
-from flowmonkey_celery.core.joins import Joins, child_failure
+from flowmonkey_celery.core.job_runner import JobRunner
+from flowmonkey_celery.core.joins import child_failure
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.results import Result, StepError, StepResult
 from flowmonkey_celery.core.retry import retry_delay
@@ -35,7 +36,7 @@ from flowmonkey_celery.errors import (
 )
 
 
-class Stepping(Joins):
+class Stepping(JobRunner):
     """`step()` and `run()`: load, guard, call the handler, apply its result, commit."""
 
     def step(
@@ -99,11 +100,21 @@ class Stepping(Joins):
                     execution_id, simulate_time
                 ):
                     continue  # a child moved on: the join may have resumed it
+                if current.wait_kind is WaitKind.JOB and self._run_jobs(execution_id):
+                    continue  # in-process, this call is the job runner
                 break  # still waiting on something that is not due (or not timed)
         for child_id in started:  # detached children, or ones left by a decided join
             if not self._load(child_id).is_terminal:
                 self.run(child_id, simulate_time=simulate_time)
         return self._load(execution_id)
+
+    def _run_jobs(self, execution_id: str) -> bool:
+        """Run the execution's claimable jobs here; whether one committed a result."""
+        ran = False
+        for job in self.store.list_jobs(execution_id):
+            if not job.status.is_finished and self.run_job(job.id) is not None:
+                ran = True
+        return ran
 
     def _run_children(self, parent_id: str, simulate_time: bool) -> bool:
         """Run the live children of a parent waiting for them; whether any moved on."""
@@ -192,6 +203,11 @@ class Stepping(Joins):
             return self._commit(draft, step_id=step.id, kind="failure")
 
         attempt = execution.retry_attempts + 1
+        if self.handlers.is_stateful(step.type):
+            # Not called here: a job runner claims it (with a lease, heartbeats, checkpoints)
+            # and commits its result; the job and this wait are committed together.
+            self._start_job(draft, step, step_input, attempt)
+            return self._commit(draft, step_id=step.id, kind="wait")
         snapshot = execution.clone()
         params = HandlerParams(
             input=step_input,

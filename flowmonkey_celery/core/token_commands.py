@@ -111,7 +111,7 @@ class TokenCommands(EngineBase):
         execution = self._load(execution_id)
         if (
             execution.status is not ExecutionStatus.WAITING
-            or execution.wait_kind in (WaitKind.RETRY, WaitKind.CHILDREN)
+            or execution.wait_kind in (WaitKind.RETRY, WaitKind.CHILDREN, WaitKind.JOB)
             or execution.current_step_id is None
         ):
             raise self._not_waiting(execution)

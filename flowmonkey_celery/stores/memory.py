@@ -11,6 +11,7 @@ from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
@@ -36,6 +37,7 @@ class MemoryStore:
         self._fires: dict[tuple[str, datetime], TriggerFire] = {}
         self._tokens: dict[str, ResumeToken] = {}
         self._joins: dict[str, Join] = {}
+        self._jobs: dict[str, Job] = {}
         self._branches: dict[str, list[Branch]] = {}  # by join id, in index order
 
     @contextmanager
@@ -64,6 +66,89 @@ class MemoryStore:
     def list_branches(self, join_id: str) -> list[Branch]:
         with self._lock:
             return [b.model_copy(deep=True) for b in self._branches.get(join_id, [])]
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            found = self._jobs.get(job_id)
+            return found.model_copy(deep=True) if found else None
+
+    def list_jobs(self, execution_id: str) -> list[Job]:
+        with self._lock:
+            found = [j for j in self._jobs.values() if j.execution_id == execution_id]
+            found.sort(key=lambda j: j.created_at)
+            return [j.model_copy(deep=True) for j in found]
+
+    def claim_job(
+        self, job_id: str, runner_id: str, now: datetime, lease_until: datetime
+    ) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            expired = job is not None and (job.lease_expires_at or now) < now
+            if job is None or not (
+                job.status is JobStatus.PENDING or (job.status is JobStatus.RUNNING and expired)
+            ):
+                return None
+            claimed = job.model_copy(
+                update={
+                    "status": JobStatus.RUNNING,
+                    "runner_id": runner_id,
+                    "claims": job.claims + 1,
+                    "lease_expires_at": lease_until,
+                    "heartbeat_at": now,
+                    "started_at": now,
+                    "updated_at": now,
+                }
+            )
+            self._jobs[job_id] = claimed
+            return claimed.model_copy(deep=True)
+
+    def touch_job(
+        self,
+        job_id: str,
+        runner_id: str,
+        now: datetime,
+        lease_until: datetime,
+        fields: dict[str, object] | None = None,
+    ) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not JobStatus.RUNNING or job.runner_id != runner_id:
+                return False
+            renewed = {"lease_expires_at": lease_until, "heartbeat_at": now, "updated_at": now}
+            self._jobs[job_id] = job.model_copy(update={**renewed, **(fields or {})}, deep=True)
+            return True
+
+    def find_jobs_to_reap(
+        self, now: datetime, *, started_before: datetime | None = None, limit: int = 100
+    ) -> list[Job]:
+        with self._lock:
+            found = []
+            for job in self._jobs.values():
+                if job.status.is_finished:
+                    continue
+                expired = job.lease_expires_at is not None and job.lease_expires_at < now
+                overdue = (
+                    started_before is not None
+                    and job.status is JobStatus.RUNNING
+                    and job.started_at is not None
+                    and job.started_at < started_before
+                )
+                if expired or overdue:
+                    found.append(job.model_copy(deep=True))
+            return found[:limit]
+
+    def defer_job(self, job_id: str, now: datetime, until: datetime) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if (
+                job is None
+                or job.status.is_finished
+                or not (job.lease_expires_at is not None and job.lease_expires_at < now)
+            ):
+                return False
+            released = {"status": JobStatus.PENDING, "runner_id": None, "updated_at": now}
+            self._jobs[job_id] = job.model_copy(update={**released, "lease_expires_at": until})
+            return True
 
     def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:
         with self._lock:
@@ -223,6 +308,7 @@ class MemoryStore:
                 del self._executions[execution_id]
                 self._events.pop(execution_id, None)
             self._tokens = {h: t for h, t in self._tokens.items() if t.execution_id not in doomed}
+            self._jobs = {i: j for i, j in self._jobs.items() if j.execution_id not in doomed}
             for join_id in [j.id for j in self._joins.values() if j.parent_execution_id in doomed]:
                 del self._joins[join_id]
                 self._branches.pop(join_id, None)
@@ -317,6 +403,7 @@ class MemoryStore:
             self._fires.clear()
             self._tokens.clear()
             self._joins.clear()
+            self._jobs.clear()
             self._branches.clear()
 
 

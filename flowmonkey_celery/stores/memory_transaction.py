@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution
+from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.errors import ErrorCode, ExecutionError
 
@@ -185,6 +186,54 @@ class MemoryTransaction:
             skipped = branch.model_copy(update={"status": BranchStatus.SKIPPED, "finished_at": now})
             self._set_branch(branch, skipped)
         return len(pending)
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def insert_job(self, job: Job) -> None:
+        stored = self._store._jobs
+        if job.id in stored:
+            raise ExecutionError(f"job {job.id} already exists", ErrorCode.STORE_CONFLICT)
+        stored[job.id] = job.model_copy(deep=True)
+
+        def undo() -> None:
+            stored.pop(job.id, None)
+
+        self._undo.append(undo)
+
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
+        return self._store.get_job(job_id)
+
+    def finish_job(
+        self,
+        job_id: str,
+        runner_id: str,
+        status: JobStatus,
+        result: object,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> bool:
+        job = self._store._jobs.get(job_id)
+        if job is None or job.status is not JobStatus.RUNNING or job.runner_id != runner_id:
+            return False
+        finished = {"status": status, "result": result, "error": error, "updated_at": now}
+        self._set_job(job, job.model_copy(update={**finished, "lease_expires_at": None}))
+        return True
+
+    def cancel_jobs(self, execution_id: str, now: datetime) -> int:
+        live = [
+            j
+            for j in self._store._jobs.values()
+            if j.execution_id == execution_id and not j.status.is_finished
+        ]
+        for job in live:
+            cancelled = {"status": JobStatus.CANCELLED, "runner_id": None, "updated_at": now}
+            self._set_job(job, job.model_copy(update={**cancelled, "lease_expires_at": None}))
+        return len(live)
+
+    def _set_job(self, old: Job, new: Job) -> None:
+        stored = self._store._jobs
+        stored[old.id] = new
+        self._undo.append(lambda: stored.__setitem__(old.id, old))
 
     def _branch(self, join_id: str, index: int) -> Branch | None:
         branches = self._store._branches.get(join_id, [])

@@ -19,6 +19,7 @@ from flowmonkey_celery import (
 )
 from flowmonkey_celery.core import tokens
 from flowmonkey_celery.core.children import Branch, BranchStatus, ChildSpec, Join, JoinPolicy
+from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from tests.contract.test_store_contract import T0, at, make_execution
 
@@ -306,3 +307,117 @@ def test_purging_a_parent_removes_its_joins(store: Store) -> None:
         tx.insert_join(join, branches)
     store.delete_finished_before(T0 + timedelta(days=1))
     assert store.get_join(join.id) is None and store.list_branches(join.id) == []
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def make_job(execution_id: str, **fields: object) -> Job:
+    values: dict[str, object] = {
+        "id": f"job-{execution_id}",
+        "execution_id": execution_id,
+        "step_id": "export",
+        "handler_type": "export",
+        "sequence": 1,
+        "attempt": 1,
+        "input": {"rows": 10},
+        "lease_expires_at": at(30),
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    values.update(fields)
+    return Job.model_validate(values)
+
+
+def stored_job(store: Store, **fields: object) -> Job:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    job = make_job(execution.id, **fields)
+    with store.transaction() as tx:
+        tx.insert_job(job)
+    return job
+
+
+def test_a_job_round_trips(store: Store) -> None:
+    job = stored_job(store)
+    assert store.get_job(job.id) == job
+    assert store.list_jobs(job.execution_id) == [job]
+    assert store.get_job("nope") is None
+
+
+def test_a_pending_job_is_claimed_once(store: Store) -> None:
+    job = stored_job(store)
+    results: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        results.append(store.claim_job(job.id, f"runner-{n}", at(1), at(31)) is not None)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [False] * 5 + [True]
+    claimed = store.get_job(job.id)
+    assert claimed is not None and claimed.status is JobStatus.RUNNING and claimed.claims == 1
+
+
+def test_only_the_holder_renews_and_finishes_a_job(store: Store) -> None:
+    job = stored_job(store)
+    store.claim_job(job.id, "a", at(1), at(31))
+
+    assert store.touch_job(job.id, "a", at(2), at(32), {"progress": 0.5, "checkpoint": {"n": 5}})
+    assert not store.touch_job(job.id, "b", at(2), at(32))
+    with store.transaction() as tx:
+        assert not tx.finish_job(job.id, "b", JobStatus.COMPLETED, 1, None, at(3))
+        assert tx.finish_job(job.id, "a", JobStatus.COMPLETED, {"rows": 10}, None, at(3))
+        assert not tx.finish_job(job.id, "a", JobStatus.FAILED, None, {"code": "X"}, at(4))
+    done = store.get_job(job.id)
+    assert done is not None
+    assert (done.status, done.result, done.progress, done.checkpoint) == (
+        JobStatus.COMPLETED,
+        {"rows": 10},
+        0.5,
+        {"n": 5},
+    )
+    assert not store.touch_job(job.id, "a", at(5), at(35))
+
+
+def test_an_expired_job_is_found_released_and_claimed_by_a_new_runner(store: Store) -> None:
+    job = stored_job(store)
+    store.claim_job(job.id, "a", at(1), at(31))
+    assert store.claim_job(job.id, "b", at(10), at(40)) is None  # a's lease runs
+    assert store.find_jobs_to_reap(at(20)) == []
+
+    (expired,) = store.find_jobs_to_reap(at(32))
+    assert expired.id == job.id
+    assert store.defer_job(job.id, at(32), at(62))
+    assert not store.defer_job(job.id, at(32), at(62))  # released once
+    assert store.find_jobs_to_reap(at(40)) == []
+    assert not store.touch_job(job.id, "a", at(33), at(63))  # the lost runner is let go
+
+    reclaimed = store.claim_job(job.id, "b", at(33), at(63))
+    assert reclaimed is not None and reclaimed.claims == 2 and reclaimed.runner_id == "b"
+
+
+def test_running_jobs_started_too_long_ago_are_found(store: Store) -> None:
+    job = stored_job(store)
+    store.claim_job(job.id, "a", at(1), at(31))
+    store.touch_job(job.id, "a", at(25), at(55))
+
+    assert store.find_jobs_to_reap(at(30), started_before=at(0)) == []
+    assert [j.id for j in store.find_jobs_to_reap(at(30), started_before=at(2))] == [job.id]
+
+
+def test_cancelling_an_executions_jobs_lets_their_runners_go(store: Store) -> None:
+    job = stored_job(store)
+    store.claim_job(job.id, "a", at(1), at(31))
+    with store.transaction() as tx:
+        assert tx.cancel_jobs(job.execution_id, at(2)) == 1
+        assert tx.cancel_jobs(job.execution_id, at(3)) == 0
+    cancelled = store.get_job(job.id)
+    assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
+    assert not store.touch_job(job.id, "a", at(4), at(34))
+    assert store.find_jobs_to_reap(at(100)) == []

@@ -174,24 +174,31 @@ resume_tokens = Table(
     Index(None, "execution_id"),
 )
 
+# Runs of stateful handlers: claimed with a lease; `runner_id` names the one instance whose
+# writes still count.
 jobs = Table(
     "fm_jobs",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("execution_id", ID, nullable=False),
     Column("step_id", String(200), nullable=False),
     Column("handler_type", String(200), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("input", JsonDocument),
+    Column("claims", Integer, nullable=False),
+    Column("runner_id", String(64)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("heartbeat_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("progress", JsonDocument),
+    Column("checkpoint", JsonDocument),
     Column("result", JsonDocument),
     Column("error", JsonDocument),
-    Column("attempts", Integer, nullable=False),
-    Column("max_attempts", Integer, nullable=False),
-    Column("runner_id", String(200)),
-    Column("heartbeat_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Index(None, "status", "heartbeat_at"),
+    Index(None, "status", "lease_expires_at"),
     Index(None, "execution_id"),
 )
 

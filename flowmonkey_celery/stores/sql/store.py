@@ -29,6 +29,7 @@ from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.jobs import Job
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -37,6 +38,7 @@ from flowmonkey_celery.errors import (
     VersionConflictError,
 )
 from flowmonkey_celery.stores.sql import flow_definitions, migrations, one_trip
+from flowmonkey_celery.stores.sql import jobs as sql_jobs
 from flowmonkey_celery.stores.sql import joins as sql_joins
 from flowmonkey_celery.stores.sql import triggers as trigger_rows
 from flowmonkey_celery.stores.sql.connection import WRITE, describe, make_engine
@@ -354,6 +356,43 @@ class SqlStore:
 
     def list_branches(self, join_id: str) -> list[Branch]:
         return self._read("list branches", lambda conn: sql_joins.list_branches(conn, join_id))
+
+    def get_job(self, job_id: str) -> Job | None:
+        return self._read("get job", lambda conn: sql_jobs.get_job(conn, job_id))
+
+    def list_jobs(self, execution_id: str) -> list[Job]:
+        return self._read("list jobs", lambda conn: sql_jobs.list_jobs(conn, execution_id))
+
+    def claim_job(
+        self, job_id: str, runner_id: str, now: datetime, lease_until: datetime
+    ) -> Job | None:
+        with self._transaction("claim job") as conn:
+            if not sql_jobs.claim_job(conn, job_id, runner_id, now, lease_until):
+                return None
+            return sql_jobs.get_job(conn, job_id)
+
+    def touch_job(
+        self,
+        job_id: str,
+        runner_id: str,
+        now: datetime,
+        lease_until: datetime,
+        fields: dict[str, object] | None = None,
+    ) -> bool:
+        with self._single_statement("renew job", write=True) as conn:
+            return sql_jobs.touch_job(conn, job_id, runner_id, now, lease_until, dict(fields or {}))
+
+    def find_jobs_to_reap(
+        self, now: datetime, *, started_before: datetime | None = None, limit: int = 100
+    ) -> list[Job]:
+        return self._read(
+            "find jobs to reap",
+            lambda conn: sql_jobs.jobs_to_reap(conn, now, started_before, limit),
+        )
+
+    def defer_job(self, job_id: str, now: datetime, until: datetime) -> bool:
+        with self._single_statement("defer job", write=True) as conn:
+            return sql_jobs.defer_job(conn, job_id, now, until)
 
     def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:
         return self._fetch(sql_joins.children_to_cancel(limit), "find children to cancel")

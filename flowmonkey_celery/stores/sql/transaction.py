@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution
+from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
-from flowmonkey_celery.stores.sql import joins, tokens
+from flowmonkey_celery.stores.sql import jobs, joins, tokens
 from flowmonkey_celery.stores.sql.rows import event_row, execution_from_row, execution_row
 from flowmonkey_celery.stores.sql.schema import events, executions
 
@@ -140,3 +141,25 @@ class SqlTransaction:
 
     def skip_pending_branches(self, join_id: str, now: datetime) -> int:
         return joins.skip_pending(self.conn, join_id, now)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def insert_job(self, job: Job) -> None:
+        jobs.insert_job(self.conn, job)
+
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
+        return jobs.get_job(self.conn, job_id, lock=lock)
+
+    def finish_job(
+        self,
+        job_id: str,
+        runner_id: str,
+        status: JobStatus,
+        result: object,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> bool:
+        return jobs.finish_job(self.conn, job_id, runner_id, status, result, error, now)
+
+    def cancel_jobs(self, execution_id: str, now: datetime) -> int:
+        return jobs.cancel_jobs(self.conn, execution_id, now)
