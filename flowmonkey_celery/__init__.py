@@ -1,5 +1,7 @@
 """flowmonkey-celery: durable, declarative workflows for Python teams that run Celery."""
 
+# The built-in integration steps (http, webhook, email, llm, transform) join every registry.
+import flowmonkey_celery.handlers  # noqa: F401
 from flowmonkey_celery.core.children import ChildSpec, JoinPolicy
 from flowmonkey_celery.core.clock import Clock, ManualClock, SystemClock
 from flowmonkey_celery.core.engine import Engine

@@ -45,6 +45,11 @@ class ErrorCode(StrEnum):
     CHILD_FAILED = "CHILD_FAILED"
     # An HTTP request could not be made (network, refused host); HTTP_<status> for answers.
     HTTP_ERROR = "HTTP_ERROR"
+    # Built-in steps: a transform that does not fit its data, an SMTP refusal or outage, an
+    # LLM call without its key or with an answer that is not what the step asked for.
+    TRANSFORM_ERROR = "TRANSFORM_ERROR"
+    EMAIL_ERROR = "EMAIL_ERROR"
+    LLM_ERROR = "LLM_ERROR"
 
 
 class FlowMonkeyError(Exception):

@@ -17,6 +17,7 @@ from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, che
 from flowmonkey_celery.core.triggers import ScheduleTrigger, flow_triggers
 from flowmonkey_celery.core.validation import build_flow
 from flowmonkey_celery.core.versions import version_key
+from flowmonkey_celery.handlers import configured_handlers
 from flowmonkey_celery.loading import flows_in_folder, handlers_in_modules
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
@@ -148,7 +149,11 @@ class Runtime:
         `flows`. Flow versions are saved to the database, and versions stored there by earlier
         deploys are registered too, so executions pinned to them keep running."""
         store = build_store(settings)
-        handler_registry = HandlerRegistry([*handlers, *handlers_in_modules(settings.handlers)])
+        yours = [*handlers, *handlers_in_modules(settings.handlers)]
+        taken = {h.type for h in yours}
+        # The built-in integrations configured by the settings, unless yours replace them.
+        configured = [h for h in configured_handlers(settings) if h.type not in taken]
+        handler_registry = HandlerRegistry([*configured, *yours])
         flow_registry = FlowRegistry(handlers=handler_registry)
         local = [build_flow(f) for f in [*flows, *flows_in_folder(settings.flows)]]
         for flow in local:  # refused before anything is stored

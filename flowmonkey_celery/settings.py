@@ -37,6 +37,19 @@ class Settings(BaseModel):
     hard_limit_grace_seconds: float = 10.0
     # PostgreSQL saves as one prepared statement; off behind a transaction-mode pooler.
     prepared_statements: bool = True
+    # Built-in integration steps. HTTP (http, webhook, llm): the hosts steps may call (None:
+    # any public address) and whether private addresses are allowed too.
+    http_allowed_hosts: tuple[str, ...] | None = None
+    http_allow_private: bool = False
+    llm_base_url: str | None = None
+    # SMTP for `email` steps; the password is read from the variable smtp_password_env names.
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password_env: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    email_from: str | None = None
     # Bounds a background job (a stateful handler) that heartbeats but never ends: after this
     # long the tick fails it with HANDLER_TIMEOUT. None: no bound.
     max_step_seconds: float | None = None
@@ -51,7 +64,11 @@ class Settings(BaseModel):
         FLOWMONKEY_LEASE_SECONDS, FLOWMONKEY_INLINE_STEPS, FLOWMONKEY_INLINE_MS,
         FLOWMONKEY_HARD_LIMIT_GRACE_SECONDS, FLOWMONKEY_PREPARED_STATEMENTS` (`0` or `false`
         behind PgBouncer in transaction mode), `FLOWMONKEY_MAX_STEP_SECONDS` (the longest a
-        stateful handler's job may run), and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
+        stateful handler's job may run), the built-in steps' `FLOWMONKEY_HTTP_ALLOWED_HOSTS`
+        (comma-separated, `*.example.com` patterns), `FLOWMONKEY_HTTP_ALLOW_PRIVATE`,
+        `FLOWMONKEY_LLM_BASE_URL`, `FLOWMONKEY_SMTP_HOST, FLOWMONKEY_SMTP_PORT,
+        FLOWMONKEY_SMTP_USERNAME, FLOWMONKEY_SMTP_PASSWORD_ENV, FLOWMONKEY_SMTP_STARTTLS,
+        FLOWMONKEY_SMTP_SSL, FLOWMONKEY_EMAIL_FROM`, and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.
@@ -79,7 +96,26 @@ class Settings(BaseModel):
                 "max_step_seconds",
             )
         }
+        hosts = value("HTTP_ALLOWED_HOSTS")
+        integrations = {
+            field: value(field.upper())
+            for field in (
+                "http_allow_private",
+                "llm_base_url",
+                "smtp_host",
+                "smtp_port",
+                "smtp_username",
+                "smtp_password_env",
+                "smtp_starttls",
+                "smtp_ssl",
+                "email_from",
+            )
+        }
         return cls(
+            http_allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip())
+            if hosts
+            else None,
+            **{field: found for field, found in integrations.items() if found is not None},
             database_url=value("DATABASE_URL"),
             broker_url=value("BROKER_URL"),
             redis_url=value("REDIS_URL"),

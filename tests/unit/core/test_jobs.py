@@ -148,8 +148,9 @@ def test_a_lost_runner_is_reaped_and_the_next_claim_resumes_from_its_checkpoint(
     execution_id, job_id = waiting_job(engine, rows=50)
     lost = store.claim_job(job_id, "runner-a", clock.now(), clock.now() + LEASE)
     assert lost is not None
-    assert store.touch_job(job_id, "runner-a", clock.now(), clock.now() + LEASE,
-                           {"checkpoint": {"done": 20}})  # fmt: skip
+    assert store.touch_job(
+        job_id, "runner-a", clock.now(), clock.now() + LEASE, {"checkpoint": {"done": 20}}
+    )
     clock.advance(29)
     assert engine.reap_jobs() == []  # the lease still runs
     clock.advance(2)
@@ -174,8 +175,9 @@ def test_a_superseded_instance_cannot_write_its_result(store: Store) -> None:
     before = engine.get(execution_id)
 
     with store.transaction() as tx:
-        assert not tx.finish_job(job_id, "runner-a", JobStatus.COMPLETED, {"late": 1}, None,
-                                 clock.now())  # fmt: skip
+        assert not tx.finish_job(
+            job_id, "runner-a", JobStatus.COMPLETED, {"late": 1}, None, clock.now()
+        )
 
     assert engine.get(execution_id) == before
     job = store.get_job(job_id)
@@ -239,8 +241,9 @@ def test_job_control_raises_once_superseded(store: Store) -> None:
             assert params.job is not None
             # Someone else takes the job over meanwhile (this runner's lease ran out).
             engine.clock.advance(31)  # type: ignore[attr-defined]
-            store.claim_job(params.job.job.id, "thief", engine.clock.now(),
-                            engine.clock.now() + LEASE)  # fmt: skip
+            store.claim_job(
+                params.job.job.id, "thief", engine.clock.now(), engine.clock.now() + LEASE
+            )
             try:
                 params.job.report_progress(0.5)
             except JobSuperseded as exc:
@@ -248,8 +251,13 @@ def test_job_control_raises_once_superseded(store: Store) -> None:
                 raise
             return Result.success()
 
-    engine = Engine(store, HandlerRegistry([Stubborn()]), FlowRegistry([flow()]),
-                    clock=ManualClock(START), lease=LEASE)  # fmt: skip
+    engine = Engine(
+        store,
+        HandlerRegistry([Stubborn()]),
+        FlowRegistry([flow()]),
+        clock=ManualClock(START),
+        lease=LEASE,
+    )
     execution_id = engine.create("report", {"rows": 1}).execution.id
     engine.step(execution_id)
 
