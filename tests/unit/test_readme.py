@@ -69,3 +69,23 @@ def test_every_yaml_step_example_validates() -> None:
         if step["type"] not in {"delay", "wait_for_signal", "subflow", "parallel"}:
             continue  # needs a handler of the reader's own, or more steps
         FlowRegistry(handlers=HandlerRegistry()).register(flow)
+
+
+def test_stateful_handler_example_runs_as_a_job() -> None:
+    from flowmonkey_celery import Engine, FlowRegistry, HandlerRegistry, MemoryStore
+
+    block = next(b for b in _python_blocks() if "save_checkpoint" in b)
+    namespace: dict[str, object] = {"copy_chunk": lambda done: done + 25}
+    exec(compile(block, "README jobs", "exec"), namespace)
+    export = namespace["Export"]()  # type: ignore[operator]
+    flow = {
+        "id": "exporting",
+        "initial_step_id": "export",
+        "steps": {"export": {"id": "export", "type": "export", "output_key": "result"}},
+    }
+    engine = Engine(MemoryStore(), HandlerRegistry([export]), FlowRegistry([flow]))
+    execution = engine.run(engine.create("exporting", {"rows": 100}).execution.id)
+
+    assert execution.context["result"] == {"exported": 100}
+    (job,) = engine.store.list_jobs(execution.id)
+    assert job.checkpoint == {"done": 100}
