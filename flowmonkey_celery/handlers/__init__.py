@@ -22,7 +22,7 @@ from flowmonkey_celery.settings import Settings
 def configured_handlers(settings: Settings | None = None) -> list[StepHandler]:
     """The built-in integration handlers, configured by `settings` (defaults without)."""
     settings = settings or Settings()
-    hosts = settings.http_allowed_hosts or None
+    hosts = settings.http_allowed_hosts  # None: any public host; (): none
     private = settings.http_allow_private
     return [
         HttpHandler(allowed_hosts=hosts, allow_private_addresses=private),

@@ -33,7 +33,9 @@ LLM_ERROR = ErrorCode.LLM_ERROR.value
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 _SHOWN_CHARS = 2000
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Only variables named like an API key: a flow must not be able to send any secret of the
+# worker (FLOWMONKEY_DATABASE_URL, cloud credentials) as a bearer token to a host it chooses.
+_ENV_NAME = r"^(?!FLOWMONKEY_)[A-Za-z_][A-Za-z0-9_]*_(API_KEY|KEY|TOKEN)$"
 # A model asked for JSON often wraps it in a Markdown code fence anyway.
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*?)\n?```$", re.DOTALL | re.IGNORECASE)
 _NO_KEY = (

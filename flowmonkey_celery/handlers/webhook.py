@@ -102,14 +102,22 @@ class WebhookHandler:
             "outcomes": outcomes,
             "input": params.input,
         }
-        headers.setdefault("Content-Type", "application/json")
-        headers.setdefault("Idempotency-Key", params.step_key)
+        given = {name.lower() for name in headers}
+        for name, value in (
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", params.step_key),
+        ):
+            if name.lower() not in given:
+                headers[name] = value
         request = HttpRequest(
             method="POST",
             url=url,
             headers=headers,
             body=json.dumps(payload).encode(),
             timeout_s=float(config.get("timeout_ms", 30000)) / 1000,
+            # A redirect would turn the POST into a GET without the token: a 3xx is a failed
+            # delivery, not a delivered one.
+            allow_redirects=False,
         )
         try:
             answer = self.client.send(request)

@@ -139,3 +139,13 @@ def test_a_webhook_needs_a_url() -> None:
         "steps.hook.config",
         "steps.hook.config.outcomes",
     }
+
+
+def test_a_redirect_is_a_failed_delivery_not_a_lost_token(server: LocalServer) -> None:
+    server.routes["/moved"] = lambda seen: (302, {"Location": server.url + "/elsewhere"}, b"")
+    engine, _ = make({"url": server.url + "/moved"})
+
+    failed = engine.run(engine.create("notify", {}).execution.id)
+
+    assert failed.error is not None and failed.error.code == "HTTP_302"
+    assert [seen.path for seen in server.seen] == ["/moved"]
