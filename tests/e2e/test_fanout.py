@@ -106,3 +106,21 @@ def test_cancelling_a_parent_cancels_its_children_and_grandchildren_for_good(
         execution = cluster.client.get(execution_id)
         assert execution is not None and execution.status is ExecutionStatus.CANCELLED
     assert len(lines(calls)) == 3  # each leaf recorded once, before it waited
+
+
+def test_a_foreach_of_1000_items_completes_on_postgresql_with_two_workers(
+    cluster: FlowMonkeyCluster,
+) -> None:
+    cluster.start_worker(concurrency=2)
+    cluster.start_worker(concurrency=2)
+    cluster.start_beat()
+
+    parent_id = cluster.client.start("e2e-fanout-wide", {"items": list(range(1000))}).execution.id
+    cluster.wait_finished([parent_id], timeout=400)
+
+    parent = cluster.client.get(parent_id)
+    assert parent is not None and parent.status is ExecutionStatus.COMPLETED, parent
+    results = parent.context["results"]
+    assert [r["output"] for r in results] == list(range(1000))
+    assert {r["status"] for r in results} == {"completed"}
+    assert children_resumes(cluster, parent_id) == 1
