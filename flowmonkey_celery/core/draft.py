@@ -197,24 +197,31 @@ class ExecutionDraft:
         self, step: Step, reason: str | None, wait_timeout_ms: int | None, plan: ChildrenPlan
     ) -> None:
         """Wait for a join: resumed by the commit of the child that decides it."""
-        self.wait(step, None, reason, wait_timeout_ms)
-        self.execution.wait_kind = WaitKind.CHILDREN
+        self.wait(step, None, reason, wait_timeout_ms, kind=WaitKind.CHILDREN)
         self.children = plan
 
     def wait_for_job(self, step: Step, job: Job, wait_timeout_ms: int | None) -> None:
         """Wait for a stateful handler's job: its result, committed by the job's runner,
         continues the execution."""
-        self.wait(step, None, f"running {job.handler_type} as job {job.id}", wait_timeout_ms)
-        self.execution.wait_kind = WaitKind.JOB
+        reason = f"running {job.handler_type} as job {job.id}"
+        self.wait(step, None, reason, wait_timeout_ms, kind=WaitKind.JOB)
         self.job = job
 
     def wait(
-        self, step: Step, wake_at: datetime | None, reason: str | None, wait_timeout_ms: int | None
+        self,
+        step: Step,
+        wake_at: datetime | None,
+        reason: str | None,
+        wait_timeout_ms: int | None,
+        *,
+        kind: WaitKind | None = None,
     ) -> None:
         # The retry counter survives the wait: what the step waits for (a Celery task, say) may
         # still fail and must count against the same retry budget. Leaving the step resets it.
         self.execution.status = ExecutionStatus.WAITING
-        self.execution.wait_kind = WaitKind.TIMER if wake_at is not None else WaitKind.SIGNAL
+        self.execution.wait_kind = kind or (
+            WaitKind.TIMER if wake_at is not None else WaitKind.SIGNAL
+        )
         if step.wait_timeout_ms is not None:
             # The step's own wait deadline is a wake like any other (found by the same sweep);
             # on waking, `wait_timed_out` tells it from the end of a timer.

@@ -153,8 +153,8 @@ class EngineBase:
             return None
         error = StepError(
             ErrorCode.WAIT_TIMEOUT.value,
-            f"step {step.id!r} waited {step.wait_timeout_ms} ms (its wait_timeout_ms) for "
-            f"{execution.wait_reason or 'its signal'} without being resumed",
+            f"step {step.id!r} waited {step.wait_timeout_ms} ms (its wait_timeout_ms) without "
+            f"being resumed ({execution.wait_reason or 'waiting for a signal'})",
             {"wait_timeout_ms": step.wait_timeout_ms, "wait_reason": execution.wait_reason},
         )
         retries_done = execution.retry_attempts
@@ -179,34 +179,59 @@ class EngineBase:
     ) -> StepOutcome:
         execution = draft.finalise()
         execution.lease_expires_at = self._lease_for(execution, draft.now)
-        events = draft.events
-        stored_events = events if self.record_history else []
         effects = CommitEffects()
         if not _touches_other_rows(draft, execution):
             saved = self.store.save_execution(
-                execution, expected_version=draft.expected_version, events=stored_events
+                execution,
+                expected_version=draft.expected_version,
+                events=draft.events if self.record_history else [],
             )
         else:
             with self.store.transaction() as tx:
-                left = self._lock_joins_left(tx, draft)
-                saved = tx.save_execution(
-                    execution, expected_version=draft.expected_version, events=stored_events
-                )
-                if draft.revoke_tokens_reason is not None:
-                    tx.revoke_resume_tokens(saved.id, draft.now, draft.revoke_tokens_reason)
-                self._write_children(tx, draft, saved, left, effects)
-                if draft.job is not None:
-                    tx.insert_job(draft.job)
-                    effects.jobs.append(draft.job.id)
-                if draft.initial_wait_kind is WaitKind.JOB and saved.wait_kind is not WaitKind.JOB:
-                    tx.cancel_jobs(saved.id, draft.now)  # left some other way: a cancel, a timeout
-        self._bus.emit(events)
+                saved = self._save_in(tx, draft, effects)
+        return self._after_commit(draft, saved, effects, step_id=step_id, kind=kind)
+
+    def _save_in(
+        self, tx: StoreTransaction, draft: ExecutionDraft, effects: CommitEffects
+    ) -> Execution:
+        """Save a finalised draft and everything it does to other rows, inside `tx`."""
+        execution = draft.execution
+        left = self._lock_joins_left(tx, draft)
+        saved = tx.save_execution(
+            execution,
+            expected_version=draft.expected_version,
+            events=draft.events if self.record_history else [],
+        )
+        if draft.revoke_tokens_reason is not None:
+            tx.revoke_resume_tokens(saved.id, draft.now, draft.revoke_tokens_reason)
+        self._write_children(tx, draft, saved, left, effects)
+        if draft.job is not None:
+            tx.insert_job(draft.job)
+            effects.jobs.append(draft.job.id)
+        if draft.initial_wait_kind is WaitKind.JOB and saved.wait_kind is not WaitKind.JOB:
+            tx.cancel_jobs(saved.id, draft.now)  # left some other way: a cancel, a timeout
+        return saved
+
+    def _after_commit(
+        self,
+        draft: ExecutionDraft,
+        saved: Execution,
+        effects: CommitEffects,
+        *,
+        step_id: str | None = None,
+        kind: StepOutcomeKind | None = None,
+    ) -> StepOutcome:
+        """Publish the committed events and carry the cancellations on; the outcome."""
+        self._bus.emit(draft.events)
         self._bus.emit(effects.events)
-        if saved.status is ExecutionStatus.CANCELLED:
-            # Every way to cancel (user, timeout at any check) takes the children along.
-            draft.children_cancelled = self._cancel_children(saved.id)
-        for unwanted in effects.unwanted:  # cancel_rest; the tick's sweep if this is lost
-            self._cancel_one(unwanted, "join", f"the join of parent {saved.id} was decided")
+        try:
+            if saved.status is ExecutionStatus.CANCELLED:
+                # Every way to cancel (user, timeout at any check) takes the children along.
+                draft.children_cancelled = self._cancel_children(saved.id)
+            for unwanted in effects.unwanted:  # cancel_rest; the tick's sweep if this is lost
+                self._cancel_one(unwanted, "join", f"the join of parent {saved.id} was decided")
+        except Exception:  # committed already: the tick's orphan sweep finishes the cascade
+            log.exception("cancelling the children of %s failed; the tick will", saved.id)
         outcome = self._outcome(saved, step_id=step_id, kind=kind)
         outcome.execution = saved
         outcome.runnable = [e.id for e in effects.runnable]

@@ -132,10 +132,17 @@ class JobRunner(Joins):
                 )
                 result = Result.failure(ErrorCode.HANDLER_TIMEOUT.value, message)
                 execution = self.store.get_execution(job.execution_id)
-                flow = self._flow_of(execution) if execution is not None else None
+                flow = (
+                    self.flows.find(execution.flow_id, execution.flow_version)
+                    if execution
+                    else None
+                )
                 step = flow.steps.get(job.step_id) if flow is not None else None
-                if step is not None:
-                    self._finish(job, job.runner_id, step, result, job.started_at or now, 0.0)
+                try:
+                    if step is not None:
+                        self._finish(job, job.runner_id, step, result, job.started_at or now, 0.0)
+                except Exception:  # one bad job must not stop the sweep
+                    log.exception("cannot fail overdue job %s", job.id)
                 continue
             if self.store.defer_job(job.id, now, now + self.job_lease):
                 resend.append(job.id)
@@ -154,6 +161,13 @@ class JobRunner(Joins):
     ) -> StepOutcome | None:
         now = self.clock.now()
         output: Any = None
+        if result.start_children is not None:
+            result = Result.failure(
+                ErrorCode.INVALID_ARGUMENT.value,
+                f"stateful handler of step {step.id!r} returned Result.start_children; start "
+                "children from a step that is not stateful",
+                retryable=False,
+            )
         if result.outcome == "success" and result.output is not None:
             try:
                 output = to_json_value(result.output)
@@ -176,10 +190,11 @@ class JobRunner(Joins):
         effects = CommitEffects()
         with self.store.transaction() as tx:
             error_json = error.model_dump(mode="json") if error else None
+            # The execution's row first, then the job's: the order a cancel takes.
+            execution = tx.get_execution(job.execution_id, lock=True)
             if not tx.finish_job(job.id, runner, status, output, error_json, now):
                 log.info("job %s finished after it was taken over; its result is dropped", job.id)
                 return None
-            execution = tx.get_execution(job.execution_id, lock=True)
             if execution is None or not _waits_for(execution, job):
                 return None
             flow = self._flow_of(execution)
@@ -208,7 +223,8 @@ class JobRunner(Joins):
                 draft.succeed(flow, step, output, target)
             elif result.outcome == "wait":
                 wake_at = result.wake_at or (now + result.delay if result.delay else None)
-                draft.wait(step, wake_at, result.wait_reason, None)
+                wait_timeout = execution.timeout.wait_timeout_ms if execution.timeout else None
+                draft.wait(step, wake_at, result.wait_reason, wait_timeout)
             else:
                 assert result.error is not None
                 delay = retry_delay(step.retry, execution.retry_attempts, result.error, self.rng)

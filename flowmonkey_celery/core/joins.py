@@ -8,6 +8,7 @@ own row.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
+log = logging.getLogger("flowmonkey_celery.joins")
 _SELECTOR: TypeAdapter[Any] = TypeAdapter(InputSelector)
 
 
@@ -51,6 +53,21 @@ class Joins(EngineBase):
         """
         for index, spec in enumerate(request.children):
             self._check_child(flow, spec, index)
+        # Pinned now: a branch started later (max_concurrency) runs the version checked here,
+        # not whatever is latest by then.
+        children = [
+            spec.model_copy(update={"flow_version": self._child_flow(flow, spec).version})
+            for spec in request.children
+        ]
+        request = StartChildren(
+            children=children,
+            kind=request.kind,
+            policy=request.policy,
+            max_concurrency=request.max_concurrency,
+            detached=request.detached,
+            parent_close=request.parent_close,
+            output=request.output,
+        )
         if request.output is not None:
             try:
                 _SELECTOR.validate_python(request.output)
@@ -181,6 +198,9 @@ class Joins(EngineBase):
             join.cancel_running = join.parent_close == "cancel"
             tx.skip_pending_branches(join.id, now)
             tx.update_join(join)
+            if join.cancel_running and not saved.is_terminal:  # a terminal one cascades anyway
+                running = tx.list_branches(join.id, status=BranchStatus.RUNNING)
+                effects.unwanted += [b.execution_id for b in running if b.execution_id]
         plan = draft.children
         if plan is not None:
             if plan.join is not None:
@@ -317,9 +337,12 @@ class Joins(EngineBase):
         every tick; ids cancelled (with their own children)."""
         cancelled: list[str] = []
         for child in self.store.find_children_to_cancel(limit):
-            cancelled += self._cancel_one(
-                child.id, "parent", f"parent execution {child.parent_execution_id} let it go"
-            )
+            try:
+                cancelled += self._cancel_one(
+                    child.id, "parent", f"parent execution {child.parent_execution_id} let it go"
+                )
+            except Exception:  # one bad child must not stop the sweep (next tick retries it)
+                log.exception("cannot cancel orphaned child %s", child.id)
         return cancelled
 
 

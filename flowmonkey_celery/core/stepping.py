@@ -142,7 +142,7 @@ class Stepping(JobRunner):
         if (
             simulate_time
             and execution.wake_at is not None
-            and execution.wait_kind is not WaitKind.SIGNAL
+            and execution.wait_kind not in (WaitKind.SIGNAL, WaitKind.CHILDREN, WaitKind.JOB)
         ):
             # Only a timed wait is fast-forwarded; a deadline counts only if it falls before
             # the wake. A signal wait stays a wait: nobody has resumed it.

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowmonkey_celery.core import tokens
 from flowmonkey_celery.core.draft import ExecutionDraft
-from flowmonkey_celery.core.engine_base import EngineBase, to_json_value_or_error
+from flowmonkey_celery.core.engine_base import CommitEffects, EngineBase, to_json_value_or_error
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus, WaitKind
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.errors import ErrorCode, ExecutionError
@@ -41,8 +41,11 @@ class TokenCommands(EngineBase):
         payload = self._with_outcome(data, outcome)
         token_hash = tokens.hash_token(token)
         now = self.clock.now()
+        effects = CommitEffects()
         with self.store.transaction() as tx:
-            record = tokens.check_usable(tx.get_resume_token(token_hash, lock=True), now, outcome)
+            # The token is read without a lock and used by a conditional UPDATE after the
+            # execution's row is locked: the same order as a cancel (execution, then tokens).
+            record = tokens.check_usable(tx.get_resume_token(token_hash), now, outcome)
             execution = tx.get_execution(record.execution_id, lock=True)
             if execution is None:
                 raise ExecutionError(
@@ -76,17 +79,11 @@ class TokenCommands(EngineBase):
                     )
             saved_execution = draft.finalise()
             saved_execution.lease_expires_at = self._lease_for(saved_execution, draft.now)
-            saved = tx.save_execution(
-                saved_execution,
-                expected_version=draft.expected_version,
-                events=draft.events if self.record_history else [],
-            )
-            if draft.revoke_tokens_reason is not None:
-                tx.revoke_resume_tokens(saved.id, now, draft.revoke_tokens_reason)
-        self._bus.emit(draft.events)
+            # Everything a commit does: a finished child reports to its join, a timeout
+            # revokes the tokens, and so on.
+            saved = self._save_in(tx, draft, effects)
+        self._after_commit(draft, saved, effects)
         if expired is not None:
-            if saved.status is ExecutionStatus.CANCELLED:
-                self._cancel_children(saved.id)
             raise ExecutionError(
                 f"execution {saved.id} cannot be resumed: {expired.message}",
                 expired.code,

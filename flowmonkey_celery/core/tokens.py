@@ -140,8 +140,13 @@ def check_usable(record: ResumeToken | None, now: datetime, outcome: str | None)
             {**where, "expires_at": record.expires_at.isoformat()},
         )
     if record.outcomes and outcome not in record.outcomes:
+        problem = (
+            "this token needs an outcome"
+            if outcome is None
+            else f"outcome {outcome!r} is not one this token allows"
+        )
         raise ExecutionError(
-            f"outcome {outcome!r} is not one this token allows ({', '.join(record.outcomes)})",
+            f"{problem} ({', '.join(record.outcomes)}); pass outcome=...",
             ErrorCode.INVALID_ARGUMENT,
             {**where, "outcomes": record.outcomes},
         )
@@ -159,6 +164,6 @@ def waits_for(record: ResumeToken, execution: Execution) -> bool | None:
     return (
         execution.step_count == record.sequence + 1
         and execution.status is ExecutionStatus.WAITING
-        and execution.wait_kind is not WaitKind.RETRY
+        and execution.wait_kind not in (WaitKind.RETRY, WaitKind.CHILDREN, WaitKind.JOB)
         and execution.current_step_id == record.step_id
     )

@@ -502,3 +502,34 @@ def test_a_subflow_needs_a_flow() -> None:
         "steps.fan.config",
         "steps.fan.config.mode",
     }
+
+
+def test_a_child_resumed_with_a_token_reports_to_its_join(store: Store) -> None:
+    approve = {
+        "id": "approve",
+        "initialStepId": "ask",
+        "steps": {"ask": {"type": "wait_for_signal", "outputKey": "answer"}},
+    }
+    engine, _ = make(
+        store, approve, parent_flow({"type": "subflow", "config": {"flow": "approve"}})
+    )
+    tokens: list[str] = []
+    engine.on_resume_token(lambda issued: tokens.append(issued.token))
+    parent_id = start(engine)
+    engine.run(parent_id)
+
+    engine.resume_with_token(tokens[0], {"yes": True})
+    finished = engine.run(parent_id)
+
+    assert finished.status is ExecutionStatus.COMPLETED
+    assert finished.context["results"]["answer"] == {"yes": True}
+
+
+def test_simulated_time_does_not_time_out_a_wait_for_children(store: Store) -> None:
+    step = {"type": "subflow", "config": {"flow": "double"}, "waitTimeoutMs": 60_000}
+    engine, _ = make(store, parent_flow(step))
+
+    finished = engine.run(start(engine, {"n": 2}), simulate_time=True)
+
+    assert finished.status is ExecutionStatus.COMPLETED
+    assert finished.context["results"]["result"] == {"doubled": 4}

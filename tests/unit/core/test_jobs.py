@@ -263,3 +263,20 @@ def test_job_control_raises_once_superseded(store: Store) -> None:
 
     assert engine.run(execution_id).status is ExecutionStatus.WAITING  # its result was dropped
     assert seen and "taken over" in seen[0]
+
+
+def test_a_stateful_handler_cannot_start_children(store: Store) -> None:
+    class Spawner:
+        type = "export"
+        metadata = {"stateful": True}
+
+        def execute(self, params: HandlerParams) -> StepResult:
+            return Result.start_children([{"flow_id": "report"}])
+
+    engine = Engine(store, HandlerRegistry([Spawner()]), FlowRegistry([flow()]), lease=LEASE)
+    execution_id = engine.create("report", {"rows": 1}).execution.id
+
+    failed = engine.run(execution_id)
+
+    assert failed.status is ExecutionStatus.FAILED
+    assert failed.error is not None and failed.error.code == ErrorCode.INVALID_ARGUMENT
