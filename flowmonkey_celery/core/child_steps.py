@@ -16,7 +16,7 @@ from flowmonkey_celery.core.flow import InputSelector
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.paths import MISSING, get_path
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import resolve_input
+from flowmonkey_celery.core.selectors import resolve_input, template_context
 from flowmonkey_celery.errors import ErrorCode
 
 _SELECTOR_ADAPTER: TypeAdapter[Any] = TypeAdapter(InputSelector)
@@ -73,7 +73,7 @@ class SubflowHandler:
         child = ChildSpec(
             flow_id=config["flow"],
             flow_version=config.get("version"),
-            context=_as_context(params.input),
+            context=template_context(params.input),
         )
         return Result.start_children(
             [child],
@@ -156,7 +156,7 @@ class ParallelHandler:
     def execute(self, params: HandlerParams) -> StepResult:
         config = params.config
         if "foreach" in config:
-            items = get_path(_as_context(params.input), config["foreach"])
+            items = get_path(template_context(params.input), config["foreach"])
             if items is MISSING or not isinstance(items, list):
                 found = "nothing" if items is MISSING else type(items).__name__
                 return Result.failure(
@@ -165,7 +165,7 @@ class ParallelHandler:
                     f"list in the step's input, found {found}",
                     retryable=False,
                 )
-            step_input = _as_context(params.input)
+            step_input = template_context(params.input)
             shared = {k: step_input[k] for k in config.get("share", ()) if k in step_input}
             children = [
                 self._child(config, params, {**shared, "item": item, "index": index})
@@ -195,9 +195,11 @@ class ParallelHandler:
     def _branch_input(branch: Mapping[str, Any], step_input: Any) -> dict[str, Any]:
         selector = branch.get("input")
         if selector is None:
-            return _as_context(step_input)
-        chosen = resolve_input(_SELECTOR_ADAPTER.validate_python(selector), _as_context(step_input))
-        return _as_context(chosen)
+            return template_context(step_input)
+        chosen = resolve_input(
+            _SELECTOR_ADAPTER.validate_python(selector), template_context(step_input)
+        )
+        return template_context(chosen)
 
     @staticmethod
     def _child(
@@ -232,7 +234,3 @@ def parallel_config_issues(
         if isinstance(start, str) and start not in step_ids:
             issues.append((path, f"{start!r} is not a step of this flow (steps: {listing})"))
     return issues
-
-
-def _as_context(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {"input": value}

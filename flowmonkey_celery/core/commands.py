@@ -25,7 +25,6 @@ from flowmonkey_celery.core.execution import (
     WaitKind,
 )
 from flowmonkey_celery.core.results import StepError
-from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
@@ -247,11 +246,7 @@ class Commands(EngineBase):
             attempt=attempt,
             error=ErrorInfo(code=code, message=message, step_id=step.id, details=error.details),
         )
-        delay = retry_delay(step.retry, execution.retry_attempts, error, self.rng)
-        if delay is not None:
-            draft.schedule_retry(step, error, delay)
-        else:
-            draft.route_failure(flow, step, error, step.transitions.on_failure)
+        self._fail_step(draft, flow, step, error)
         try:
             self._commit(draft)
         except VersionConflictError:
@@ -295,11 +290,7 @@ class Commands(EngineBase):
             draft = ExecutionDraft(execution, self.clock.now())
             if self._expire_deadlines(draft) is None:
                 draft.leave_wait("failure")
-                delay = retry_delay(step.retry, execution.retry_attempts, error, self.rng)
-                if delay is not None:
-                    draft.schedule_retry(step, error, delay)
-                else:
-                    draft.route_failure(flow, step, error, step.transitions.on_failure)
+                self._fail_step(draft, flow, step, error)
             try:
                 self._commit(draft)
             except VersionConflictError:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import render_template
+from flowmonkey_celery.core.selectors import render_template, template_context
 from flowmonkey_celery.errors import ErrorCode
 
 DELAY = "delay"
@@ -40,7 +40,7 @@ class DelayHandler:
     }
 
     def execute(self, params: HandlerParams) -> StepResult:
-        values = render_template(params.config, _as_context(params.input))
+        values = render_template(params.config, template_context(params.input))
         if "until" in values:
             return self._until(values["until"], params.step.id)
         amounts: dict[str, float] = {}
@@ -67,10 +67,6 @@ class DelayHandler:
         if instant.tzinfo is None:
             return _bad(step_id, f"until needs a time zone (e.g. 2026-01-01T09:00:00Z): {value!r}")
         return Result.wait(wake_at=instant, reason=f"delay until {instant.isoformat()}")
-
-
-def _as_context(step_input: Any) -> dict[str, Any]:
-    return step_input if isinstance(step_input, dict) else {"input": step_input}
 
 
 def _bad(step_id: str, problem: str) -> StepResult:

@@ -36,7 +36,7 @@ from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store, StoreTransaction
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
-from flowmonkey_celery.core.results import StepError
+from flowmonkey_celery.core.results import UNSET, StepError
 from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.core.tokens import IssuedResumeToken
 from flowmonkey_celery.errors import (
@@ -157,13 +157,8 @@ class EngineBase:
             f"being resumed ({execution.wait_reason or 'waiting for a signal'})",
             {"wait_timeout_ms": step.wait_timeout_ms, "wait_reason": execution.wait_reason},
         )
-        retries_done = execution.retry_attempts
         if not draft.time_out_wait(flow, step, error):
-            delay = retry_delay(step.retry, retries_done, error, self.rng)
-            if delay is not None:
-                draft.schedule_retry(step, error, delay)
-            else:
-                draft.route_failure(flow, step, error, step.transitions.on_failure)
+            self._fail_step(draft, flow, step, error)
         return ErrorInfo(
             code=error.code, message=error.message, step_id=step.id, details=error.details
         )
@@ -238,6 +233,25 @@ class EngineBase:
         outcome.runnable_executions = effects.runnable
         outcome.jobs = effects.jobs
         return outcome
+
+    def _fail_step(
+        self,
+        draft: ExecutionDraft,
+        flow: Flow,
+        step: Step,
+        error: StepError,
+        target: str | None = UNSET,
+    ) -> bool:
+        """A failed step: retried if its policy allows (True), else routed to `target`
+        (default: its on_failure)."""
+        delay = retry_delay(step.retry, draft.execution.retry_attempts, error, self.rng)
+        if delay is not None:
+            draft.schedule_retry(step, error, delay)
+            return True
+        draft.route_failure(
+            flow, step, error, step.transitions.on_failure if target is UNSET else target
+        )
+        return False
 
     def _issue_token(
         self,

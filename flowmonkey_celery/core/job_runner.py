@@ -24,8 +24,7 @@ from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.jobs import Job, JobControl, JobStatus, new_job_id, new_runner_id
 from flowmonkey_celery.core.joins import Joins
 from flowmonkey_celery.core.json_values import to_json_value
-from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.retry import retry_delay
+from flowmonkey_celery.core.results import UNSET, Result, StepResult
 from flowmonkey_celery.errors import ErrorCode
 
 log = logging.getLogger("flowmonkey_celery.jobs")
@@ -227,16 +226,8 @@ class JobRunner(Joins):
                 draft.wait(step, wake_at, result.wait_reason, wait_timeout)
             else:
                 assert result.error is not None
-                delay = retry_delay(step.retry, execution.retry_attempts, result.error, self.rng)
-                if delay is not None:
-                    draft.schedule_retry(step, result.error, delay)
-                else:
-                    target = (
-                        result.next_step
-                        if result.overrides_transition
-                        else step.transitions.on_failure
-                    )
-                    draft.route_failure(flow, step, result.error, target)
+                chosen = result.next_step if result.overrides_transition else UNSET
+                self._fail_step(draft, flow, step, result.error, chosen)
             resumed = draft.finalise()
             resumed.lease_expires_at = self._lease_for(resumed, now)
             saved = tx.save_execution(

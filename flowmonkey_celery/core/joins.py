@@ -29,7 +29,6 @@ from flowmonkey_celery.core.execution import Execution, ExecutionStatus, WaitKin
 from flowmonkey_celery.core.flow import Flow, InputSelector, Step
 from flowmonkey_celery.core.ports import StoreTransaction
 from flowmonkey_celery.core.results import StepError
-from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
@@ -310,12 +309,7 @@ class Joins(EngineBase):
             )
             draft.succeed(flow, step, output, step.transitions.on_success)
         else:
-            error = _join_failure(join, step, branches)
-            delay = retry_delay(step.retry, parent.retry_attempts, error, self.rng)
-            if delay is not None:
-                draft.schedule_retry(step, error, delay)
-            else:
-                draft.route_failure(flow, step, error, step.transitions.on_failure)
+            self._fail_step(draft, flow, step, _join_failure(join, step, branches))
         resumed = draft.finalise()
         resumed.lease_expires_at = self._lease_for(resumed, now)
         saved = tx.save_execution(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from flowmonkey_celery.core.flow import (
@@ -75,3 +76,9 @@ def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def template_context(step_input: Any) -> dict[str, Any]:
+    """What a step's `${path}` templates are filled from: its input if that is an object,
+    else `{"input": <value>}` (a copy either way)."""
+    return dict(step_input) if isinstance(step_input, Mapping) else {"input": step_input}

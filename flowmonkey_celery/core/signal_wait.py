@@ -8,7 +8,7 @@ from typing import Any
 
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import render_template
+from flowmonkey_celery.core.selectors import render_template, template_context
 
 WAIT_FOR_SIGNAL = "wait_for_signal"
 
@@ -52,8 +52,7 @@ class WaitForSignalHandler:
         config = params.config
         reason = config.get("reason")
         if isinstance(reason, str):
-            context = params.input if isinstance(params.input, dict) else {"input": params.input}
-            reason = str(render_template(reason, context))
+            reason = str(render_template(reason, template_context(params.input)))
         if config.get("token", True):
             expires_ms = config.get("token_expires_ms")
             params.resume_token(

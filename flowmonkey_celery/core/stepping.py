@@ -25,8 +25,7 @@ from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.job_runner import JobRunner
 from flowmonkey_celery.core.joins import child_failure
 from flowmonkey_celery.core.json_values import to_json_value
-from flowmonkey_celery.core.results import Result, StepError, StepResult
-from flowmonkey_celery.core.retry import retry_delay
+from flowmonkey_celery.core.results import UNSET, Result, StepError, StepResult
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -277,15 +276,9 @@ class Stepping(JobRunner):
             draft.wait(step, wake_at, result.wait_reason, wait_timeout)
         else:
             assert result.error is not None
-            delay = retry_delay(step.retry, execution.retry_attempts, result.error, self.rng)
-            if delay is not None:
-                draft.schedule_retry(step, result.error, delay)
+            chosen = result.next_step if result.overrides_transition else UNSET
+            if self._fail_step(draft, flow, step, result.error, chosen):
                 kind = "retry"
-            else:
-                target = (
-                    result.next_step if result.overrides_transition else step.transitions.on_failure
-                )
-                draft.route_failure(flow, step, result.error, target)
         return self._commit(draft, step_id=step.id, kind=kind)
 
     def _start_children(

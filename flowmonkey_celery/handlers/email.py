@@ -19,7 +19,7 @@ from typing import Any
 
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import render_template
+from flowmonkey_celery.core.selectors import render_template, template_context
 from flowmonkey_celery.errors import ErrorCode
 
 EMAIL = "email"
@@ -132,7 +132,7 @@ class EmailHandler:
     def execute(self, params: HandlerParams) -> StepResult:
         step_id = params.step.id
         try:
-            values = render_template(params.config, _as_context(params.input))
+            values = render_template(params.config, template_context(params.input))
             message, recipients = self._build(values, params)
         except (_BadInput, ValueError) as exc:  # ValueError: a `${}` placeholder
             return Result.failure(
@@ -331,7 +331,3 @@ def _text(answer: bytes | str) -> str:
 
 def _refusals(answers: Mapping[str, list[Any]]) -> str:
     return ", ".join(f"{r} ({code} {answer})" for r, (code, answer) in answers.items())
-
-
-def _as_context(step_input: Any) -> dict[str, Any]:
-    return step_input if isinstance(step_input, dict) else {"input": step_input}

@@ -26,7 +26,7 @@ from urllib3.util import parse_url
 
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import render_template
+from flowmonkey_celery.core.selectors import render_template, template_context
 from flowmonkey_celery.errors import ErrorCode
 
 HTTP = "http"
@@ -461,7 +461,7 @@ class _BadInput(Exception):
 
 
 def _build(config: Mapping[str, Any], params: HandlerParams) -> HttpRequest:
-    context = as_context(params.input)
+    context = template_context(params.input)
     url = render_template(config["url"], context)
     if not isinstance(url, str) or not url:
         raise _BadInput(f"url must be text, got {url!r} (from {config['url']!r})")
@@ -494,11 +494,6 @@ def _build(config: Mapping[str, Any], params: HandlerParams) -> HttpRequest:
         timeout_s=float(config.get("timeout_ms", 30000)) / 1000,
         allow_redirects=config.get("allow_redirects", True),
     )
-
-
-def as_context(step_input: Any) -> dict[str, Any]:
-    """The context templates of a step are filled from: its input, or `{"input": value}`."""
-    return step_input if isinstance(step_input, dict) else {"input": step_input}
 
 
 def _header_text(name: str, value: Any) -> str:

@@ -17,14 +17,13 @@ import requests
 
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import render_template
+from flowmonkey_celery.core.selectors import render_template, template_context
 from flowmonkey_celery.errors import ErrorCode
 from flowmonkey_celery.handlers.http import (
     HostRules,
     HttpClient,
     HttpRequest,
     RequestFailed,
-    as_context,
     status_failure,
 )
 
@@ -145,7 +144,7 @@ class LlmHandler:
                 retryable=False,
             )
         try:
-            payload = _payload(config, as_context(params.input))
+            payload = _payload(config, template_context(params.input))
         except (_BadInput, ValueError) as exc:  # ValueError: a `${}` placeholder
             return Result.failure(ErrorCode.INPUT_ERROR.value, f"{what}: {exc}", retryable=False)
         base_url = config.get("base_url") or self.base_url

@@ -12,14 +12,13 @@ import requests
 
 from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
-from flowmonkey_celery.core.selectors import render_template
+from flowmonkey_celery.core.selectors import render_template, template_context
 from flowmonkey_celery.errors import ErrorCode
 from flowmonkey_celery.handlers.http import (
     HostRules,
     HttpClient,
     HttpRequest,
     RequestFailed,
-    as_context,
     status_failure,
 )
 
@@ -77,7 +76,7 @@ class WebhookHandler:
     def execute(self, params: HandlerParams) -> StepResult:
         config = params.config
         what = f"webhook step {params.step.id!r}"
-        context = as_context(params.input)
+        context = template_context(params.input)
         try:
             url = render_template(config["url"], context)
             headers = {
