@@ -10,6 +10,7 @@ from typing import Any
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.flow_files import load_flow_folder
 from flowmonkey_celery.core.handlers import FunctionHandler, StepHandler
+from flowmonkey_celery.core.validation import ConfigCheck
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
 
@@ -45,6 +46,7 @@ def _is_handler_instance(value: Any) -> bool:
     )
 
 
-def flows_in_folder(folder: Path | None) -> list[Flow]:
-    """Every flow file in `folder` (none if no folder is configured)."""
-    return load_flow_folder(folder) if folder is not None else []
+def flows_in_folder(folder: Path | None, config_issues: ConfigCheck | None = None) -> list[Flow]:
+    """Every flow file in `folder` (none if no folder is configured), step configs checked
+    with `config_issues` if given."""
+    return load_flow_folder(folder, config_issues) if folder is not None else []

@@ -13,7 +13,7 @@ from flowmonkey_celery.core.clock import Clock, OffsetClock, SystemClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.ports import LockManager
-from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
+from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.core.triggers import ScheduleTrigger, flow_triggers
 from flowmonkey_celery.core.validation import build_flow
 from flowmonkey_celery.core.versions import version_key
@@ -155,9 +155,12 @@ class Runtime:
         configured = [h for h in configured_handlers(settings) if h.type not in taken]
         handler_registry = HandlerRegistry([*configured, *yours])
         flow_registry = FlowRegistry(handlers=handler_registry)
-        local = [build_flow(f) for f in [*flows, *flows_in_folder(settings.flows)]]
-        for flow in local:  # refused before anything is stored
-            check_step_configs(flow, handler_registry)
+        # Every flow is checked, step configs included, before anything is stored.
+        check = handler_registry.step_config_issues
+        local = [
+            *(build_flow(f, check) for f in flows),
+            *flows_in_folder(settings.flows, check),
+        ]
         now = datetime.now(UTC)
         for flow in local:
             store.save_flow_definition(flow, now=now)

@@ -131,6 +131,9 @@ class FlowMonkeyCelery:
         signals.celeryd_after_setup.connect(self._remember_queues)
         signals.worker_process_init.connect(self._after_fork)
         install_celery_task_steps(self)
+        # Every command and sweep of the engine (resume, resume_with_token, cancel, wake_due,
+        # the reapers) hands what it made runnable here, to be enqueued at once.
+        self._unsubscribe_hand_off = engine.on_hand_off(self._move_on)
 
     @classmethod
     def from_env(
@@ -166,13 +169,12 @@ class FlowMonkeyCelery:
         self, execution_id: str, data: Any = None, *, expected_version: int | None = None
     ) -> Execution:
         """Resume a waiting execution (committed), then enqueue its next step. With
-        `expected_version`, only if it has not changed since (see `Engine.resume`)."""
-        execution = self.runtime.engine.resume(
-            execution_id, data, expected_version=expected_version
-        )
-        if not execution.is_terminal:
-            self.dispatch(execution)
-        return execution
+        `expected_version`, only if it has not changed since (see `Engine.resume`).
+
+        The engine's own commands do the same: this runtime subscribes to `on_hand_off`, so
+        `engine.resume`, `resume_with_token`, `cancel` and the rest enqueue what they made
+        runnable too."""
+        return self.runtime.engine.resume(execution_id, data, expected_version=expected_version)
 
     def cancel(
         self, execution_id: str, *, source: str = "user", reason: str | None = None
@@ -313,7 +315,18 @@ class FlowMonkeyCelery:
             self.send_job(job, outcome.flow_id, outcome.flow_version, outcome.step_id)
         for runnable in outcome.runnable_executions:
             self.dispatch(runnable)
+        if outcome.execution is not None:
+            self.send_wake(outcome.execution)  # a short retry backoff after a failed job
         return outcome.status.value
+
+    def _move_on(self, executions: list[Execution]) -> None:
+        """Enqueue what a command or sweep committed: a step message for a runnable execution,
+        a wake message for a short timed wait (see `send_wake`)."""
+        for execution in executions:
+            if execution.status is ExecutionStatus.WAITING:
+                self.send_wake(execution)
+            else:
+                self.dispatch(execution)
 
     def _send_on_if_runnable(self, execution_id: str) -> None:
         execution = self.runtime.engine.get(execution_id)
@@ -365,12 +378,9 @@ class FlowMonkeyCelery:
             f"process was killed at the hard limit ({exc})",
             details={"timeout_ms": limit, "killed": True},
         )
-        if updated is None or updated.is_terminal:
-            return
-        if updated.status is ExecutionStatus.RUNNING:
-            self.dispatch(updated)
-        else:
-            self.send_wake(updated)
+        if updated is None:
+            log.info("killed step of %s had moved on already; nothing recorded", execution_id)
+        # What it leads to (a retry, on_failure) is enqueued by the engine's hand-off.
 
     # -- the tick -------------------------------------------------------------------------------
 
@@ -390,11 +400,7 @@ class FlowMonkeyCelery:
             owner = store.get_execution(job.execution_id) if job is not None else None
             if owner is not None:
                 self.send_job(job_id, owner.flow_id, owner.flow_version, owner.current_step_id)
-        woken = engine.wake_due(now, limit=batch)
-        for execution_id in woken:
-            execution = store.get_execution(execution_id)
-            if execution is not None and not execution.is_terminal:
-                self.dispatch(execution)
+        woken = engine.wake_due(now, limit=batch)  # enqueued by the engine's hand-off
         lease = self.options.lease
         stalled = store.claim_stalled(now, batch, now + lease)
         for execution in stalled:

@@ -331,15 +331,13 @@ def _fail_step(
     details: dict[str, Any],
 ) -> Delivery:
     try:
-        execution = fm.runtime.engine.fail_waiting(
+        fm.runtime.engine.fail_waiting(
             seen.id, code, message, details, expected_version=seen.version
         )
     except ExecutionError as exc:
         return _moved_on(exc, step_key)
-    if execution.status is ExecutionStatus.RUNNING:
-        fm.dispatch(execution)  # on_failure leads somewhere: commit done, now enqueue
-    elif execution.status is ExecutionStatus.WAITING:
-        fm.send_wake(execution)  # a retry backoff: the tick wakes it, a short one sooner
+    # Where the failure leads (on_failure, a retry backoff) is enqueued by the engine's
+    # hand-off, which the runtime subscribes to.
     return Delivery.APPLY
 
 

@@ -8,9 +8,7 @@ import click
 
 from flowmonkey_celery.cli.handlers import deployment_handlers
 from flowmonkey_celery.cli.output import console as make_console
-from flowmonkey_celery.core.flow import Flow
-from flowmonkey_celery.core.flow_files import FLOW_FILE_SUFFIXES
-from flowmonkey_celery.core.registries import check_step_configs
+from flowmonkey_celery.core.flow_files import FLOW_FILE_SUFFIXES, load_flow_file
 from flowmonkey_celery.errors import FlowValidationError
 
 
@@ -30,8 +28,7 @@ def validate(paths: tuple[Path, ...]) -> None:
     registry = deployment_handlers()
     for file in files:
         try:
-            flow = Flow.from_file(file)
-            check_step_configs(flow, registry)
+            flow = load_flow_file(file, registry.step_config_issues)
         except FlowValidationError as exc:
             bad += 1
             console.print(f"[red]✗[/] {file}: {len(exc.issues)} problem(s)")

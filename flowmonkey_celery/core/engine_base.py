@@ -101,6 +101,7 @@ class EngineBase:
             flows.handlers = handlers
         self._configs_checked: set[tuple[str, str]] = set()
         self._token_subscribers: list[Callable[[IssuedResumeToken], None]] = []
+        self._hand_off_subscribers: list[Callable[[list[Execution]], None]] = []
 
     # -- events --------------------------------------------------------------------------------
 
@@ -151,17 +152,43 @@ class EngineBase:
             return None
         if draft.now < execution.wait_started_at + timedelta(milliseconds=step.wait_timeout_ms):
             return None
+        details: dict[str, Any] = {
+            "wait_timeout_ms": step.wait_timeout_ms,
+            "wait_reason": execution.wait_reason,
+        }
+        if execution.wait_kind is WaitKind.CHILDREN:
+            details.update(self._join_so_far(execution, step))
         error = StepError(
             ErrorCode.WAIT_TIMEOUT.value,
             f"step {step.id!r} waited {step.wait_timeout_ms} ms (its wait_timeout_ms) without "
             f"being resumed ({execution.wait_reason or 'waiting for a signal'})",
-            {"wait_timeout_ms": step.wait_timeout_ms, "wait_reason": execution.wait_reason},
+            details,
         )
         if not draft.time_out_wait(flow, step, error):
             self._fail_step(draft, flow, step, error)
         return ErrorInfo(
             code=error.code, message=error.message, step_id=step.id, details=error.details
         )
+
+    def _join_so_far(self, execution: Execution, step: Step) -> dict[str, Any]:
+        """What the branches of a timed-out join got done: its counters and one entry per
+        branch (completed ones with their output), kept in the step's WAIT_TIMEOUT details."""
+        with self.store.transaction() as tx:
+            joins = [
+                j
+                for j in tx.open_joins(execution.id)
+                if j.step_id == step.id and j.sequence == execution.step_count
+            ]
+            if not joins:
+                return {}
+            join = joins[0]
+            branches = tx.list_branches(join.id)
+        return {
+            "succeeded": join.succeeded,
+            "failed": join.failed,
+            "total": join.total,
+            "results": [b.result_entry() for b in branches],
+        }
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -171,7 +198,11 @@ class EngineBase:
         *,
         step_id: str | None = None,
         kind: StepOutcomeKind | None = None,
+        hand_off: bool = True,
     ) -> StepOutcome:
+        """Save a draft (in one transaction with what it does to other rows). `hand_off`:
+        tell the `on_hand_off` subscribers what the commit left to move on; the stepping paths
+        pass False, their caller gets it in the outcome and moves it on itself."""
         execution = draft.finalise()
         execution.lease_expires_at = self._lease_for(execution, draft.now)
         effects = CommitEffects()
@@ -184,7 +215,9 @@ class EngineBase:
         else:
             with self.store.transaction() as tx:
                 saved = self._save_in(tx, draft, effects)
-        return self._after_commit(draft, saved, effects, step_id=step_id, kind=kind)
+        return self._after_commit(
+            draft, saved, effects, step_id=step_id, kind=kind, hand_off=hand_off
+        )
 
     def _save_in(
         self, tx: StoreTransaction, draft: ExecutionDraft, effects: CommitEffects
@@ -215,8 +248,10 @@ class EngineBase:
         *,
         step_id: str | None = None,
         kind: StepOutcomeKind | None = None,
+        hand_off: bool = True,
     ) -> StepOutcome:
-        """Publish the committed events and carry the cancellations on; the outcome."""
+        """Publish the committed events, carry the cancellations on and (with `hand_off`)
+        hand what the commit made runnable to the subscribers; the outcome."""
         self._bus.emit(draft.events)
         self._bus.emit(effects.events)
         try:
@@ -232,6 +267,8 @@ class EngineBase:
         outcome.runnable = [e.id for e in effects.runnable]
         outcome.runnable_executions = effects.runnable
         outcome.jobs = effects.jobs
+        if hand_off:
+            self._hand_off([saved, *effects.runnable])
         return outcome
 
     def _fail_step(
@@ -262,9 +299,11 @@ class EngineBase:
         outcomes: list[str] | None,
         *,
         now: datetime | None = None,
+        issued_hashes: list[str] | None = None,
     ) -> str:
         """Store a new token's hash (committed at once, so that whoever gets the token may use
-        it as soon as the wait commits) and return the raw token."""
+        it as soon as the wait commits) and return the raw token. The hash is appended to
+        `issued_hashes`: the attempt revokes them if its commit loses."""
         if expires_in is not None and expires_in <= timedelta(0):
             raise ValueError("a resume token's expires_in must be positive")
         now = now or self.clock.now()
@@ -278,12 +317,28 @@ class EngineBase:
         )
         with self.store.transaction() as tx:
             tx.insert_resume_token(issued.record)
+        if issued_hashes is not None:
+            issued_hashes.append(issued.record.token_hash)
         for callback in list(self._token_subscribers):
             try:
                 callback(IssuedResumeToken(issued.token, issued.record))
             except Exception:
                 log.exception("resume token subscriber %r failed", callback)
         return issued.token
+
+    def _revoke_lost_tokens(self, execution_id: str, token_hashes: list[str]) -> None:
+        """Revoke the tokens a handler call issued for a wait its attempt did not commit (a
+        duplicate attempt of the same step won): they must not end the winner's wait."""
+        try:
+            with self.store.transaction() as tx:
+                tx.revoke_resume_tokens(
+                    execution_id,
+                    self.clock.now(),
+                    "issued by a duplicate attempt of the step that did not commit",
+                    token_hashes=token_hashes,
+                )
+        except Exception:
+            log.exception("cannot revoke the lost attempt's tokens of %s", execution_id)
 
     def on_resume_token(self, callback: Callable[[IssuedResumeToken], None]) -> Callable[[], None]:
         """Call `callback` with every resume token this engine issues (the raw token, which is
@@ -296,6 +351,37 @@ class EngineBase:
                 self._token_subscribers.remove(callback)
 
         return unsubscribe
+
+    def on_hand_off(self, callback: Callable[[list[Execution]], None]) -> Callable[[], None]:
+        """Call `callback`, after each commit of a command or sweep (resume, resume_with_token,
+        fail_waiting, cancel, wake_due, the reapers), with the executions it left to move on:
+        pending or running ones (a resumed execution, a parent its last child resumed, children
+        a join started) and ones waiting out a timed wake (a retry backoff). The Celery runtime
+        subscribes to send their messages at once. `step` and `run_job` report the same in
+        their outcome instead. Returns the function that unsubscribes."""
+        self._hand_off_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._hand_off_subscribers:
+                self._hand_off_subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _hand_off(self, executions: list[Execution]) -> None:
+        by_id = {
+            execution.id: execution
+            for execution in executions
+            if execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+            or (execution.status is ExecutionStatus.WAITING and execution.wake_at is not None)
+        }
+        moving = list(by_id.values())
+        if not moving:
+            return
+        for callback in list(self._hand_off_subscribers):
+            try:
+                callback(moving)
+            except Exception:  # committed already: the tick's sweeps move them on regardless
+                log.exception("hand-off of %s failed", [e.id for e in moving])
 
     def _cancel_children(self, parent_id: str) -> list[str]:
         """Cancel the live children of a cancelled execution; their ids (`Commands` does it)."""

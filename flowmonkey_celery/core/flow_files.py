@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from flowmonkey_celery.core.flow import Flow
-from flowmonkey_celery.core.validation import build_flow
+from flowmonkey_celery.core.validation import ConfigCheck, build_flow
 from flowmonkey_celery.errors import FlowValidationError
 
 FLOW_FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -38,16 +38,17 @@ def read_flow_data(path: Path) -> Any:
         ) from exc
 
 
-def load_flow_file(path: Path) -> Flow:
-    """Load and validate one flow file; validation messages are prefixed with the file name."""
+def load_flow_file(path: Path, config_issues: ConfigCheck | None = None) -> Flow:
+    """Load and validate one flow file (step configs too, with `config_issues`: see
+    `build_flow`); validation messages are prefixed with the file name."""
     data = read_flow_data(path)
     try:
-        return build_flow(data)
+        return build_flow(data, config_issues)
     except FlowValidationError as exc:
         raise FlowValidationError(f"{path}: {exc.message}", exc.issues) from None
 
 
-def load_flow_folder(folder: Path) -> list[Flow]:
+def load_flow_folder(folder: Path, config_issues: ConfigCheck | None = None) -> list[Flow]:
     """Every flow file in `folder`, sorted by name; reports the problems of all bad files."""
     if not folder.is_dir():
         raise FlowValidationError(
@@ -57,7 +58,7 @@ def load_flow_folder(folder: Path) -> list[Flow]:
     issues: list[tuple[str, str]] = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in FLOW_FILE_SUFFIXES):
         try:
-            flows.append(load_flow_file(path))
+            flows.append(load_flow_file(path, config_issues))
         except FlowValidationError as exc:
             issues += [
                 (f"{path.name}:{p}" if p != str(path) else path.name, m) for p, m in exc.issues

@@ -13,14 +13,15 @@ with the rest of the domain rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
-from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
 Issue = tuple[str, str]
@@ -83,7 +84,7 @@ def config_validator(info: HandlerInfo) -> Draft202012Validator | None:
 
 
 def step_config_issues(
-    flow: Flow,
+    flow: Flow | Iterable[Step],
     validators: Mapping[str, Draft202012Validator | None],
     handlers: Mapping[str, Any] | None = None,
 ) -> list[Issue]:
@@ -94,7 +95,8 @@ def step_config_issues(
     parse, say) with a `config_issues(config) -> [(path, message)]` method, paths relative to
     the config; it is only asked about a config its schema accepts."""
     issues: list[Issue] = []
-    for step in flow.steps.values():
+    steps = flow.steps.values() if isinstance(flow, Flow) else flow
+    for step in steps:
         validator = validators.get(step.type)
         schema_errors = (
             sorted(validator.iter_errors(step.config), key=lambda e: list(map(str, e.path)))
@@ -102,8 +104,9 @@ def step_config_issues(
             else []
         )
         for error in schema_errors:
+            error = _most_relevant(error)
             path = ".".join(["steps", step.id, "config", *map(str, error.absolute_path)])
-            issues.append((path, f"{error.message} (step type {step.type!r})"))
+            issues.append((path, f"{describe_schema_error(error)} (step type {step.type!r})"))
         check = getattr((handlers or {}).get(step.type), "config_issues", None)
         if schema_errors or not callable(check):
             continue
@@ -111,3 +114,66 @@ def step_config_issues(
             path = ".".join(part for part in ("steps", step.id, "config", where) if part)
             issues.append((path, f"{message} (step type {step.type!r})"))
     return issues
+
+
+_TYPE_NAMES = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _most_relevant(error: ValidationError) -> ValidationError:
+    """For "matches none of oneOf/anyOf", the alternative's error that says most (jsonschema's
+    `best_match`): "'url' is required" rather than "not valid under any of the given schemas"."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        # An alternative of another type altogether says least ("must be a number" about an
+        # object): look at those of the value's own type first.
+        depth = len(error.absolute_path)
+        wrong_type = {
+            e.relative_schema_path[0]
+            for e in error.context
+            if e.validator == "type" and len(e.absolute_path) == depth
+        }
+        closer = [e for e in error.context if e.relative_schema_path[0] not in wrong_type]
+        error = best_match(closer or error.context)
+    return error
+
+
+def describe_schema_error(error: ValidationError) -> str:
+    """jsonschema's message in a flow author's words, with a suggestion for a misspelt key."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = list((schema.get("properties") or {}).keys())
+        unknown = [key for key in error.instance if key not in known]
+        described = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            described.append(f"{key!r}{hint}")
+        allowed = f"; allowed: {', '.join(known)}" if known else ""
+        noun = "key" if len(unknown) == 1 else "keys"
+        return f"unknown {noun} {', '.join(described)}{allowed}"
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        return f"missing required key {missing!r}"
+    if error.validator == "type":
+        wanted = error.validator_value
+        names = [wanted] if isinstance(wanted, str) else list(wanted)  # type: ignore[arg-type]
+        expected = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
+        return f"must be {expected}, not {_shown(error.instance)}"
+    if error.validator == "enum":
+        choices = list(error.validator_value)  # type: ignore[arg-type]
+        close = difflib.get_close_matches(str(error.instance), [str(c) for c in choices], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{_shown(error.instance)} is not one of {choices}{hint}"
+    return str(error.message)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -61,6 +61,14 @@ class HandlerParams:
         return self.issue_token(expires_in, outcomes)
 
     @property
+    def call_key(self) -> str:
+        """`"<step_key>#<n>"`, n counting the execution's handler calls: unlike `step_key`, it
+        differs each time a loop comes back to the same step, and stays the same when one call
+        is delivered again. The built-in http, webhook, llm and email steps send it as their
+        Idempotency-Key / Message-ID."""
+        return f"{self.step_key}#{self.execution.step_count + 1}"
+
+    @property
     def config(self) -> dict[str, Any]:
         """Shortcut for `step.config`."""
         return self.step.config

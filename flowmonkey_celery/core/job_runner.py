@@ -138,8 +138,13 @@ class JobRunner(Joins):
                 )
                 step = flow.steps.get(job.step_id) if flow is not None else None
                 try:
-                    if step is not None:
+                    outcome = (
                         self._finish(job, job.runner_id, step, result, job.started_at or now, 0.0)
+                        if step is not None
+                        else None
+                    )
+                    if outcome is not None and outcome.execution is not None:
+                        self._hand_off([outcome.execution, *outcome.runnable_executions])
                 except Exception:  # one bad job must not stop the sweep
                     log.exception("cannot fail overdue job %s", job.id)
                 continue

@@ -53,8 +53,16 @@ class StoreTransaction(Protocol):
         otherwise. The single-use guarantee: of concurrent users, one gets True."""
         ...
 
-    def revoke_resume_tokens(self, execution_id: str, now: datetime, reason: str) -> int:
-        """Revoke the execution's unused tokens; how many were revoked."""
+    def revoke_resume_tokens(
+        self,
+        execution_id: str,
+        now: datetime,
+        reason: str,
+        *,
+        token_hashes: list[str] | None = None,
+    ) -> int:
+        """Revoke the execution's unused tokens (only those of `token_hashes` if given); how
+        many were revoked."""
         ...
 
     # -- joins (a parent waiting for its children) ----------------------------------------------

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 from flowmonkey_celery.core.child_steps import ParallelHandler, SubflowHandler
 from flowmonkey_celery.core.delay import DelayHandler
-from flowmonkey_celery.core.flow import Flow
+from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.handler_info import (
     HandlerInfo,
     Issue,
@@ -121,6 +121,10 @@ class HandlerRegistry:
         """Every step config of `flow` that breaks its handler's config schema."""
         return step_config_issues(flow, self._validators, self._handlers)
 
+    def step_config_issues(self, steps: Iterable[Step]) -> list[Issue]:
+        """The same for steps of a flow still being validated (`build_flow`'s config check)."""
+        return step_config_issues(steps, self._validators, self._handlers)
+
     def unregister(self, handler_type: str) -> None:
         with self._lock:
             self._handlers.pop(handler_type, None)
@@ -208,9 +212,8 @@ class FlowRegistry:
                 config that breaks its handler's schema, at `steps.<id>.config.<path>`); also
                 when this id and version are already registered with a different definition.
         """
-        checked = build_flow(flow)
-        if check_configs and self.handlers is not None:
-            check_step_configs(checked, self.handlers)
+        handlers = self.handlers if check_configs else None
+        checked = build_flow(flow, handlers.step_config_issues if handlers is not None else None)
         with self._lock:
             versions = self._flows.setdefault(checked.id, {})
             existing = versions.get(checked.version)

@@ -151,7 +151,7 @@ class Stepping(JobRunner):
         draft = ExecutionDraft(execution, now)
 
         if self._expire_deadlines(draft) is not None:
-            return self._commit(draft)
+            return self._commit(draft, hand_off=False)
         if execution.status is ExecutionStatus.WAITING:
             if execution.wake_at is None or execution.wake_at > now:
                 return self._outcome(execution)
@@ -159,7 +159,7 @@ class Stepping(JobRunner):
             # execution (a countdown message, the tick's sweep) takes it by compare-and-set,
             # so the others find it taken instead of running the same attempt alongside.
             draft.wake(self._flow_of(execution))
-            return self._commit(draft)
+            return self._commit(draft, hand_off=False)
         draft.start()
         return self._run_current_step(draft)
 
@@ -173,7 +173,7 @@ class Stepping(JobRunner):
                 "is the flow looping? Raise Engine(max_steps=...) if it is meant to run longer",
                 step_id,
             )
-            return self._commit(draft)
+            return self._commit(draft, hand_off=False)
         flow = self._flow_of(execution)
         step = flow.steps.get(step_id) if step_id else None
         if step is None:
@@ -182,12 +182,12 @@ class Stepping(JobRunner):
                 f"step {step_id!r} is not in flow {flow.id!r} {flow.version}",
                 step_id,
             )
-            return self._commit(draft)
+            return self._commit(draft, hand_off=False)
         try:
             handler = self.handlers.get(step.type)
         except HandlerNotFoundError as exc:
             draft.fail(exc.code.value, exc.message, step.id, exc.details)
-            return self._commit(draft)
+            return self._commit(draft, hand_off=False)
         try:
             step_input = resolve_input(step.input, execution.context)
         except Exception as exc:
@@ -199,15 +199,16 @@ class Stepping(JobRunner):
                 ),
                 step.transitions.on_failure,
             )
-            return self._commit(draft, step_id=step.id, kind="failure")
+            return self._commit(draft, step_id=step.id, kind="failure", hand_off=False)
 
         attempt = execution.retry_attempts + 1
         if self.handlers.is_stateful(step.type):
             # Not called here: a job runner claims it (with a lease, heartbeats, checkpoints)
             # and commits its result; the job and this wait are committed together.
             self._start_job(draft, step, step_input, attempt)
-            return self._commit(draft, step_id=step.id, kind="wait")
+            return self._commit(draft, step_id=step.id, kind="wait", hand_off=False)
         snapshot = execution.clone()
+        issued_hashes: list[str] = []
         params = HandlerParams(
             input=step_input,
             context=MappingProxyType(snapshot.context),
@@ -217,7 +218,11 @@ class Stepping(JobRunner):
             step_key=f"{execution.id}:{step.id}:{attempt}",
             clock=self.clock,
             issue_token=functools.partial(
-                self._issue_token, execution.id, step.id, execution.step_count
+                self._issue_token,
+                execution.id,
+                step.id,
+                execution.step_count,
+                issued_hashes=issued_hashes,
             ),
         )
         started_at = self.clock.now()
@@ -279,7 +284,12 @@ class Stepping(JobRunner):
             chosen = result.next_step if result.overrides_transition else UNSET
             if self._fail_step(draft, flow, step, result.error, chosen):
                 kind = "retry"
-        return self._commit(draft, step_id=step.id, kind=kind)
+        try:
+            return self._commit(draft, step_id=step.id, kind=kind, hand_off=False)
+        except VersionConflictError:
+            if issued_hashes:
+                self._revoke_lost_tokens(execution.id, issued_hashes)
+            raise
 
     def _start_children(
         self,

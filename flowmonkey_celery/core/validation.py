@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -18,10 +18,14 @@ from flowmonkey_celery.core.versions import parse_version
 from flowmonkey_celery.errors import FlowValidationError
 
 Issue = tuple[str, str]
+# Checks each valid step's config against its handler's schema (HandlerRegistry's).
+ConfigCheck = Callable[[Iterable[Step]], list[Issue]]
 
 
-def build_flow(data: Any) -> Flow:
-    """Validate `data` (camelCase or snake_case) and return the Flow.
+def build_flow(data: Any, config_issues: ConfigCheck | None = None) -> Flow:
+    """Validate `data` (camelCase or snake_case) and return the Flow. With `config_issues`
+    (`HandlerRegistry.step_config_issues`), step configs are checked against their handlers'
+    schemas in the same pass, so one report holds every problem.
 
     Raises:
         FlowValidationError: lists every `(path, message)` problem found.
@@ -47,6 +51,8 @@ def build_flow(data: Any) -> Flow:
             steps[key] = Step.model_validate(raw)
         except ValidationError as exc:
             issues += _pydantic_issues(exc, f"steps.{key}", Step)
+    if config_issues is not None:
+        issues += config_issues(steps.values())
 
     header = {k: v for k, v in data.items() if k != "steps"}
     flow: Flow | None = None

@@ -182,7 +182,7 @@ class EmailHandler:
             _set(message, "Reply-To", reply_to, "reply_to")
         _set(message, "Subject", _field_text(values.get("subject"), "subject"), "subject")
         _set(message, "Date", format_datetime(params.clock.now()), "date")
-        _set(message, "Message-ID", message_id(params.step_key), "message_id")
+        _set(message, "Message-ID", message_id(params.call_key), "message_id")
         for name, value in (values.get("headers") or {}).items():
             if name.lower() in _OWN_HEADERS:
                 raise _BadInput("headers", f"header {name!r} is set by the handler itself")
@@ -260,10 +260,10 @@ class EmailHandler:
         return password
 
 
-def message_id(step_key: str) -> str:
-    """The Message-ID of the email sent by the step call with this `step_key`: the same for a
-    redelivery of the call, different for every other call."""
-    return f"<{hashlib.sha256(step_key.encode()).hexdigest()[:32]}@flowmonkey>"
+def message_id(call_key: str) -> str:
+    """The Message-ID of the email sent by the step call with this `call_key`: the same for a
+    redelivery of the call, different for every other call (a loop back included)."""
+    return f"<{hashlib.sha256(call_key.encode()).hexdigest()[:32]}@flowmonkey>"
 
 
 class _BadInput(Exception):

@@ -479,7 +479,7 @@ def _build(config: Mapping[str, Any], params: HandlerParams) -> HttpRequest:
             raise _BadInput(f"body is empty: its placeholder {config['body']!r} found nothing")
         body = (text if isinstance(text, str) else json.dumps(text)).encode()
         _default_header(headers, "Content-Type", "text/plain; charset=utf-8")
-    _default_header(headers, "Idempotency-Key", params.step_key)
+    _default_header(headers, "Idempotency-Key", params.call_key)
     query = {
         name: _query_value(value)
         for name, value in render_template(config.get("query") or {}, context).items()

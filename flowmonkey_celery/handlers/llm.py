@@ -155,7 +155,7 @@ class LlmHandler:
                 "Authorization": f"Bearer {api_key}",
                 "Content-Type": "application/json",
                 "Accept": "application/json",
-                "Idempotency-Key": params.step_key,
+                "Idempotency-Key": params.call_key,
             },
             body=json.dumps(payload).encode(),
             timeout_s=float(config.get("timeout_ms", 120_000)) / 1000,

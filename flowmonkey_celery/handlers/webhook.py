@@ -104,7 +104,7 @@ class WebhookHandler:
         given = {name.lower() for name in headers}
         for name, value in (
             ("Content-Type", "application/json"),
-            ("Idempotency-Key", params.step_key),
+            ("Idempotency-Key", params.call_key),
         ):
             if name.lower() not in given:
                 headers[name] = value

@@ -94,11 +94,21 @@ class MemoryTransaction:
         self._replace(found, found.model_copy(update={"used_at": now}))
         return True
 
-    def revoke_resume_tokens(self, execution_id: str, now: datetime, reason: str) -> int:
+    def revoke_resume_tokens(
+        self,
+        execution_id: str,
+        now: datetime,
+        reason: str,
+        *,
+        token_hashes: list[str] | None = None,
+    ) -> int:
         live = [
             t
             for t in self._store._tokens.values()
-            if t.execution_id == execution_id and t.used_at is None and t.revoked_at is None
+            if t.execution_id == execution_id
+            and t.used_at is None
+            and t.revoked_at is None
+            and (token_hashes is None or t.token_hash in token_hashes)
         ]
         for token in live:
             self._replace(

@@ -167,6 +167,22 @@ def test_revoking_touches_only_that_executions_unused_tokens(store: Store) -> No
         assert untouched is not None and untouched.revoked_at is None
 
 
+def test_revoking_by_hash_touches_only_those_tokens(store: Store) -> None:
+    execution, _ = store.create_execution(make_execution(), now=T0)
+    lost, kept = make_token(execution.id), make_token(execution.id)
+    with store.transaction() as tx:
+        tx.insert_resume_token(lost)
+        tx.insert_resume_token(kept)
+    with store.transaction() as tx:
+        revoked = tx.revoke_resume_tokens(
+            execution.id, at(1), "its attempt lost", token_hashes=[lost.token_hash]
+        )
+        assert revoked == 1
+    with store.transaction() as tx:
+        assert tx.use_resume_token(lost.token_hash, at(2)) is False
+        assert tx.use_resume_token(kept.token_hash, at(2)) is True
+
+
 def test_purging_an_execution_removes_its_tokens(store: Store) -> None:
     execution, _ = store.create_execution(
         make_execution(status=ExecutionStatus.COMPLETED, finished_at=T0), now=T0

@@ -632,3 +632,125 @@ def test_registering_a_trigger_for_an_unknown_flow_or_with_a_bad_cron_is_refused
         )
     assert bad.value.code == "INVALID_ARGUMENT"
     assert fm.runtime.store.list_triggers() == []
+
+
+# -- the engine's own commands enqueue what they make runnable ------------------------------
+
+
+def test_engine_resume_enqueues_the_next_step_once(make_fm: Any) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {
+            "w": {"type": "pause", "config": {"seconds": 3600}, "transitions": {"onSuccess": "n"}},
+            "n": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)
+    execution_id = fm.start("chain").execution.id
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    sent(fm)
+    resumed = fm.runtime.engine.resume(execution_id, {"ok": True})
+    assert [args for args, _ in sent(fm)] == [(execution_id, resumed.version)]
+
+
+def test_a_resume_token_used_on_the_engine_enqueues_the_next_step(make_fm: Any) -> None:
+    flow = {
+        "id": "approval",
+        "initialStepId": "approve",
+        "steps": {
+            "approve": {
+                "type": "wait_for_signal",
+                "outputKey": "decision",
+                "transitions": {"onSuccess": "n"},
+            },
+            "n": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)
+    issued: list[Any] = []
+    fm.runtime.engine.on_resume_token(issued.append)
+    execution_id = fm.start("approval").execution.id
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    sent(fm)
+    resumed = fm.runtime.engine.resume_with_token(issued[-1].token, {"by": "ana"})
+    assert [args for args, _ in sent(fm)] == [(execution_id, resumed.version)]
+
+
+def test_cancelling_a_tolerated_branch_enqueues_the_parent_it_resumes(make_fm: Any) -> None:
+    flow = {
+        "id": "fan",
+        "initialStepId": "fan",
+        "steps": {
+            "fan": {
+                "type": "parallel",
+                "config": {"foreach": "items", "start": "w", "tolerated_failures": 1},
+                "outputKey": "results",
+                "transitions": {"onSuccess": "n"},
+            },
+            "w": {"type": "pause", "config": {"seconds": 3600}},
+            "n": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)
+    engine, store = fm.runtime.engine, fm.runtime.store
+    parent_id = fm.start("fan", {"items": [1]}).execution.id
+    sent(fm)
+    fm.run_steps(parent_id, 0, "flowmonkey")
+    (((child_id, child_version), _),) = sent(fm)
+    fm.run_steps(child_id, child_version, "flowmonkey")
+    assert store.get_execution(child_id).status is ExecutionStatus.WAITING
+    sent(fm)
+
+    engine.cancel(child_id)
+
+    parent = store.get_execution(parent_id)
+    assert parent.status is ExecutionStatus.RUNNING and parent.current_step_id == "n"
+    assert [args for args, _ in sent(fm)] == [(parent_id, parent.version)]
+
+
+def test_a_failed_celery_task_callback_with_a_short_retry_enqueues_its_wake(
+    make_fm: Any,
+) -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {
+            "w": {
+                "type": "pause",
+                "config": {"seconds": 3600},
+                "retry": {"maxAttempts": 2, "backoffMs": 1000},
+            },
+        },
+    }
+    fm = make_fm(flow)
+    execution_id = fm.start("chain").execution.id
+    fm.run_steps(execution_id, 0, "flowmonkey")
+    sent(fm)
+    waiting = fm.runtime.engine.fail_waiting(execution_id, "TASK_FAILED", "the task raised")
+    assert waiting.status is ExecutionStatus.WAITING and waiting.wake_at is not None
+    ((args, _),) = sent(fm)
+    assert args == (execution_id, waiting.version)
+
+
+def test_an_engine_without_a_celery_runtime_hands_off_to_nobody() -> None:
+    flow = {
+        "id": "chain",
+        "initialStepId": "w",
+        "steps": {
+            "w": {"type": "pause", "config": {"seconds": 3600}, "transitions": {"onSuccess": "n"}},
+            "n": {"type": "noop"},
+        },
+    }
+    runtime = Runtime(MemoryStore(), HandlerRegistry([noop, pause]), FlowRegistry([flow]))
+    engine = runtime.engine
+    handed: list[list[str]] = []
+    unsubscribe = engine.on_hand_off(lambda executions: handed.append([e.id for e in executions]))
+    execution_id = engine.create("chain").execution.id
+    engine.run(execution_id)  # stepping reports in its outcome, not to the subscribers
+    assert handed == []
+    engine.resume(execution_id)
+    assert handed == [[execution_id]]
+    unsubscribe()
+    engine.cancel(execution_id)
+    assert handed == [[execution_id]]

@@ -40,6 +40,18 @@ def test_validate_checks_step_configs_against_handler_schemas(tmp_path: Path) ->
     )
     result = CliRunner().invoke(main, ["validate", str(flow)])
     assert result.exit_code == 1
-    assert "steps.p.config: Additional properties are not allowed ('weeks' was unexpected)" in (
-        result.output
+    assert "steps.p.config: unknown key 'weeks'; allowed: ms, seconds, minutes" in result.output
+
+
+def test_validate_reports_structural_and_config_problems_in_one_pass(tmp_path: Path) -> None:
+    flow = tmp_path / "pause.yaml"
+    flow.write_text(
+        "id: pause\ninitial_step_id: p\nsteps:\n"
+        "  p: { type: delay, config: { secnds: 1 }, transitions: { on_success: gone } }\n",
+        encoding="utf-8",
     )
+    result = CliRunner().invoke(main, ["validate", str(flow)])
+    assert result.exit_code == 1
+    assert "2 problem(s)" in result.output
+    assert "unknown key 'secnds' (did you mean 'seconds'?)" in result.output
+    assert "gone" in result.output

@@ -36,7 +36,13 @@ def use_token(conn: Connection, token_hash: str, now: datetime) -> bool:
     return bool(conn.execute(statement).rowcount == 1)
 
 
-def revoke_tokens(conn: Connection, execution_id: str, now: datetime, reason: str) -> int:
+def revoke_tokens(
+    conn: Connection,
+    execution_id: str,
+    now: datetime,
+    reason: str,
+    token_hashes: list[str] | None = None,
+) -> int:
     statement = (
         update(resume_tokens)
         .where(
@@ -46,4 +52,6 @@ def revoke_tokens(conn: Connection, execution_id: str, now: datetime, reason: st
         )
         .values(revoked_at=now, revoked_reason=reason)
     )
+    if token_hashes is not None:
+        statement = statement.where(resume_tokens.c.token_hash.in_(token_hashes))
     return int(conn.execute(statement).rowcount)

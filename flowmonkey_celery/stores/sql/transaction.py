@@ -87,8 +87,15 @@ class SqlTransaction:
     def use_resume_token(self, token_hash: str, now: datetime) -> bool:
         return tokens.use_token(self.conn, token_hash, now)
 
-    def revoke_resume_tokens(self, execution_id: str, now: datetime, reason: str) -> int:
-        return tokens.revoke_tokens(self.conn, execution_id, now, reason)
+    def revoke_resume_tokens(
+        self,
+        execution_id: str,
+        now: datetime,
+        reason: str,
+        *,
+        token_hashes: list[str] | None = None,
+    ) -> int:
+        return tokens.revoke_tokens(self.conn, execution_id, now, reason, token_hashes)
 
     # -- joins --------------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ from flowmonkey_celery import (
     HandlerParams,
     HandlerRegistry,
     ManualClock,
+    Result,
+    StepResult,
+    handler,
 )
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.handlers.http import HTTP_ERROR, HttpHandler
@@ -251,14 +254,33 @@ def test_the_idempotency_key_is_the_step_key_and_stays_the_same_on_redelivery(
         input={},
         context={},
         step=flow.steps["call"],
-        execution=execution,
+        execution=execution.model_copy(update={"step_count": 0}),  # as it was at the call
         attempt=1,
         step_key=f"{execution.id}:call:1",
         clock=h.clock,
     )
     h.handlers.get("http").execute(params)
     keys = [seen.headers["idempotency-key"] for seen in server.seen]
-    assert keys == [f"{execution.id}:call:1"] * 2
+    assert keys == [f"{execution.id}:call:1#1"] * 2
+
+
+def test_a_loop_back_to_the_step_sends_a_new_idempotency_key(server: LocalServer) -> None:
+    @handler("twice")
+    def twice(params: HandlerParams) -> StepResult:
+        rounds = params.context.get("rounds", 0) + 1
+        return Result.success(rounds, next_step="call" if rounds < 2 else None)
+
+    flow = http_flow({"url": server.url + "/pay", "method": "POST"})
+    flow["steps"]["call"]["transitions"] = {"onSuccess": "again"}
+    flow["steps"]["again"] = {"type": "twice", "outputKey": "rounds"}
+    h = TestHarness(
+        handlers=[HttpHandler(allow_private_addresses=True), twice],
+        flows=[flow],
+        clock=ManualClock(START),
+    )
+    h.assert_completed(h.run("calling", {}).execution)
+    keys = [seen.headers["idempotency-key"] for seen in server.seen]
+    assert len(keys) == 2 and len(set(keys)) == 2  # two calls of attempt 1: two keys
 
 
 def test_a_step_may_set_its_own_idempotency_key(server: LocalServer) -> None:
@@ -317,7 +339,7 @@ def test_a_503_is_retried_no_sooner_than_its_retry_after(
     started = [e.started_at for e in calls_of(h, execution)]
     assert started == [START, START + wait]  # the engine's clock, moved by the retry's wake
     keys = [seen.headers["idempotency-key"] for seen in server.seen]
-    assert keys == [f"{execution.id}:call:1", f"{execution.id}:call:2"]  # one per attempt
+    assert keys == [f"{execution.id}:call:1#1", f"{execution.id}:call:2#2"]  # one per attempt
 
 
 def test_a_5xx_that_stays_fails_after_the_retries(server: LocalServer) -> None:
@@ -424,7 +446,7 @@ def test_a_303_after_a_post_is_followed_with_a_get_without_the_body(server: Loca
     followed = server.seen[1]
     assert (followed.method, followed.body) == ("GET", b"")
     assert "content-type" not in followed.headers
-    assert followed.headers["idempotency-key"] == f"{execution.id}:call:1"
+    assert followed.headers["idempotency-key"] == f"{execution.id}:call:1#1"
 
 
 def test_a_redirect_to_another_origin_does_not_carry_the_credentials(
@@ -504,13 +526,14 @@ def test_a_url_the_input_does_not_fill_fails_with_input_error(server: LocalServe
     [
         ({"url": "http://x.test", "json": {}, "body": "b"}, "steps.call.config",
          "give json or body, not both"),
-        ({"method": "GET"}, "steps.call.config", "'url' is a required property"),
+        ({"method": "GET"}, "steps.call.config", "missing required key 'url'"),
         ({"url": "http://x.test", "method": "FETCH"}, "steps.call.config.method", "FETCH"),
         ({"url": "http://x.test", "timeout_ms": 0}, "steps.call.config.timeout_ms", "0"),
         ({"url": "http://x.test", "response": "xml"}, "steps.call.config.response", "xml"),
-        ({"url": "http://x.test", "retries": 3}, "steps.call.config", "'retries' was unexpected"),
+        ({"url": "http://x.test", "retries": 3}, "steps.call.config",
+         "unknown key 'retries'; allowed: method, url"),
         ({"url": "http://x.test", "headers": {"X": 1}}, "steps.call.config.headers.X",
-         "not of type 'string'"),
+         "must be a string, not 1"),
         ({"url": "http://x.test", "expect_status": [99]}, "steps.call.config.expect_status.0",
          "99"),
     ],

@@ -109,7 +109,7 @@ def test_a_prompt_is_asked_and_the_answer_stored(api: ImitationApi) -> None:
     }
     [seen] = api.requests
     assert seen.path == "/v1/chat/completions"
-    assert seen.headers["idempotency-key"] == f"{execution.id}:ask:1"
+    assert seen.headers["idempotency-key"] == f"{execution.id}:ask:1#1"
     assert seen.json() == {
         "model": "gpt-test",
         "messages": [
@@ -226,7 +226,7 @@ def test_an_api_key_in_the_config_is_refused_at_registration() -> None:
 @pytest.mark.parametrize(
     ("config", "path", "problem"),
     [
-        ({"prompt": "Hi"}, "steps.ask.config", "'model' is a required property"),
+        ({"prompt": "Hi"}, "steps.ask.config", "missing required key 'model'"),
         ({"model": "m"}, "steps.ask.config", "give `prompt` (one user message) or `messages`"),
         ({"model": "m", "prompt": "Hi", "messages": [{"role": "user", "content": "Hi"}]},
          "steps.ask.config", "not both"),

@@ -69,7 +69,7 @@ def test_the_token_is_posted_and_the_callback_resumes_the_execution_once(
     body = delivery.json()
     assert delivery.method == "POST" and delivery.path == "/hooks/A-9"
     assert delivery.headers["x-shop"] == "north"
-    assert delivery.headers["idempotency-key"] == f"{execution_id}:hook:1"
+    assert delivery.headers["idempotency-key"] == f"{execution_id}:hook:1#1"
     assert body["execution_id"] == execution_id and body["step_id"] == "hook"
     assert body["outcomes"] == ["paid", "declined"] and body["input"]["order"] == {"id": "A-9"}
     token = body["token"]

@@ -452,6 +452,12 @@ def test_a_parallel_steps_wait_timeout_takes_on_timeout_and_cancels_the_branches
     assert finished.status is ExecutionStatus.COMPLETED and work.calls[-1] == -1
     held = next(c for c in store.list_children(parent_id) if c.context["item"] == 2)
     assert held.status is ExecutionStatus.CANCELLED
+    # What the branches got done before the timeout is kept for the on_timeout step.
+    details = finished.context["_error"]["details"]
+    assert (details["succeeded"], details["failed"], details["total"]) == (1, 0, 2)
+    done, timed_out = details["results"]
+    assert done["status"] == "completed" and "output" in done
+    assert timed_out["status"] == "running" and "output" not in timed_out
 
 
 # -- bad flows ----------------------------------------------------------------------------------

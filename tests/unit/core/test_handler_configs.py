@@ -96,10 +96,76 @@ def test_a_step_config_breaking_its_handler_schema_is_refused_at_registration() 
         "steps.tell.config.target.port",
     ]
     messages = " | ".join(message for _, message in error.issues)
-    assert "'channel' is a required property" in messages
-    assert "'colour' was unexpected" in messages
-    assert "'three' is not of type 'integer'" in messages
+    assert "missing required key 'channel'" in messages
+    assert "unknown key 'colour'; allowed: channel, retries, target" in messages
+    assert "must be a whole number, not 'three'" in messages
     assert "notifying" not in flows  # nothing registered
+
+
+def test_structural_and_config_problems_are_reported_together() -> None:
+    flows = FlowRegistry(handlers=HandlerRegistry([Notify()]))
+    flow = notify_flow({"chanel": "sms"})
+    flow["steps"]["tell"]["transitions"] = {"onSuccess": "nowhere"}
+    with pytest.raises(FlowValidationError) as caught:
+        flows.register(flow)
+    issues = dict(caught.value.issues)
+    assert "steps.tell.transitions.onSuccess" in " ".join(issues) or any(
+        "nowhere" in message for message in issues.values()
+    )
+    assert "unknown key 'chanel' (did you mean 'channel'?)" in issues["steps.tell.config"]
+
+
+def test_a_value_matching_none_of_the_alternatives_names_the_closest_problem() -> None:
+    class Either(Notify):
+        type = "either"
+        metadata = {
+            "config_schema": {
+                "type": "object",
+                "properties": {
+                    "when": {
+                        "oneOf": [
+                            {"type": "integer", "minimum": 0},
+                            {
+                                "type": "object",
+                                "properties": {"at": {"type": "string"}},
+                                "required": ["at"],
+                                "additionalProperties": False,
+                            },
+                        ]
+                    }
+                },
+            }
+        }
+
+    flows = FlowRegistry(handlers=HandlerRegistry([Either()]))
+    flow = notify_flow({"when": {"att": "9:00"}})
+    flow["steps"]["tell"]["type"] = "either"
+    with pytest.raises(FlowValidationError) as caught:
+        flows.register(flow)
+    [(path, message)] = caught.value.issues
+    assert path == "steps.tell.config.when"
+    assert "not valid under any" not in message
+    assert "'att' (did you mean 'at'?)" in message or "missing required key 'at'" in message
+
+
+def test_a_misspelt_choice_gets_a_suggestion() -> None:
+    class Pick(Notify):
+        type = "pick"
+        metadata = {
+            "config_schema": {
+                "type": "object",
+                "properties": {"method": {"enum": ["GET", "POST", "DELETE"]}},
+            }
+        }
+
+    flows = FlowRegistry(handlers=HandlerRegistry([Pick()]))
+    flow = notify_flow({"method": "POTS"})
+    flow["steps"]["tell"]["type"] = "pick"
+    with pytest.raises(FlowValidationError) as caught:
+        flows.register(flow)
+    [(path, message)] = caught.value.issues
+    assert path == "steps.tell.config.method"
+    assert "'POTS' is not one of ['GET', 'POST', 'DELETE'] (did you mean 'POST'?)" in message
 
 
 def test_an_engine_attaches_its_handlers_so_later_registrations_are_checked() -> None:

@@ -280,3 +280,31 @@ def test_a_stateful_handler_cannot_start_children(store: Store) -> None:
 
     assert failed.status is ExecutionStatus.FAILED
     assert failed.error is not None and failed.error.code == ErrorCode.INVALID_ARGUMENT
+
+
+def test_a_job_failed_for_its_duration_hands_its_on_failure_step_off(store: Store) -> None:
+    engine, _, clock = make(store)
+    engine.flows.register(
+        {
+            **flow(),
+            "version": "1.0.1",
+            "steps": {
+                "export": {
+                    "type": "export",
+                    "outputKey": "export",
+                    "transitions": {"onFailure": "alert"},
+                },
+                "alert": {"type": "export"},
+            },
+        }
+    )
+    handed: list[tuple[str, str | None]] = []
+    engine.on_hand_off(lambda moving: handed.extend((e.id, e.current_step_id) for e in moving))
+    execution_id, job_id = waiting_job(engine)
+    store.claim_job(job_id, "hung", clock.now(), clock.now() + LEASE)
+    clock.advance(timedelta(minutes=11))
+    assert store.touch_job(job_id, "hung", clock.now(), clock.now() + LEASE)
+
+    engine.reap_jobs()
+
+    assert handed == [(execution_id, "alert")]

@@ -26,6 +26,7 @@ from flowmonkey_celery import (
     Result,
     StepResult,
     Store,
+    VersionConflictError,
 )
 from flowmonkey_celery.core.tokens import IssuedResumeToken, hash_token
 from flowmonkey_celery.stores.sql import SqlStore
@@ -332,3 +333,38 @@ def test_a_token_used_after_the_step_deadline_gets_wait_timeout(store: Store) ->
     assert failed.status is ExecutionStatus.FAILED
     assert failed.error is not None and failed.error.code == ErrorCode.WAIT_TIMEOUT
     assert_refused(ErrorCode.INVALID_RESUME_TOKEN, app.engine.resume_with_token, token)
+
+
+class DuplicateAttempt:
+    """A signal step whose first call is overtaken: while it runs, a duplicate message of the
+    same step runs to completion and commits its own wait (and token) first."""
+
+    type = "racy_signal"
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.calls = 0
+
+    def execute(self, params: HandlerParams) -> StepResult:
+        self.calls += 1
+        token = params.resume_token()
+        if self.calls == 1:
+            assert self.engine is not None
+            self.engine.step(params.execution.id, expected_version=params.execution.version)
+        return Result.wait_for_signal(f"token {token[:9]}")
+
+
+def test_a_token_issued_by_a_losing_duplicate_attempt_is_revoked(store: Store) -> None:
+    racy = DuplicateAttempt()
+    app = Approvals(store, approval_flow(type="racy_signal", config=None), racy)
+    racy.engine = app.engine
+    execution = app.engine.create("approval", {"order": {"id": "A-7"}}).execution
+    with pytest.raises(VersionConflictError):
+        app.engine.step(execution.id)
+    lost, won = app.issued[0].token, app.issued[1].token  # the outer call issued first
+
+    assert_refused(ErrorCode.INVALID_RESUME_TOKEN, app.engine.resume_with_token, lost, {})
+    resumed = app.engine.resume_with_token(won, {"by": "ana"})
+    assert resumed.status is ExecutionStatus.RUNNING and resumed.context["decision"] == {
+        "by": "ana"
+    }
