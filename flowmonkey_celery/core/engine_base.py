@@ -36,7 +36,7 @@ from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store, StoreTransaction
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
-from flowmonkey_celery.core.results import UNSET, StepError
+from flowmonkey_celery.core.results import UNSET, StepError, StepResult
 from flowmonkey_celery.core.retry import retry_delay
 from flowmonkey_celery.core.tokens import IssuedResumeToken
 from flowmonkey_celery.errors import (
@@ -169,6 +169,30 @@ class EngineBase:
         return ErrorInfo(
             code=error.code, message=error.message, step_id=step.id, details=error.details
         )
+
+    def _apply_result(
+        self, draft: ExecutionDraft, flow: Flow, step: Step, result: StepResult, output: Any
+    ) -> StepOutcomeKind:
+        """Move the draft on as a handler's result says: to the next step, into a wait, or
+        down the failure path (a retry or on_failure); what kind of outcome that was."""
+        if result.outcome == "success":
+            target = (
+                result.next_step if result.overrides_transition else step.transitions.on_success
+            )
+            draft.succeed(flow, step, output, target)
+            return "success"
+        if result.outcome == "wait":
+            wake_at = result.wake_at
+            if wake_at is None and result.delay is not None:
+                wake_at = draft.now + result.delay
+            timeout = draft.execution.timeout
+            draft.wait(
+                step, wake_at, result.wait_reason, timeout.wait_timeout_ms if timeout else None
+            )
+            return "wait"
+        assert result.error is not None
+        chosen = result.next_step if result.overrides_transition else UNSET
+        return "retry" if self._fail_step(draft, flow, step, result.error, chosen) else "failure"
 
     def _join_so_far(self, execution: Execution, step: Step) -> dict[str, Any]:
         """What the branches of a timed-out join got done: its counters and one entry per

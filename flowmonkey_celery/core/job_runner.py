@@ -24,7 +24,7 @@ from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.jobs import Job, JobControl, JobStatus, new_job_id, new_runner_id
 from flowmonkey_celery.core.joins import Joins
 from flowmonkey_celery.core.json_values import to_json_value
-from flowmonkey_celery.core.results import UNSET, Result, StepResult
+from flowmonkey_celery.core.results import Result, StepResult
 from flowmonkey_celery.errors import ErrorCode
 
 log = logging.getLogger("flowmonkey_celery.jobs")
@@ -220,19 +220,7 @@ class JobRunner(Joins):
                 error=error,
                 data={"job_id": job.id, "claims": job.claims},
             )
-            if result.outcome == "success":
-                target = (
-                    result.next_step if result.overrides_transition else step.transitions.on_success
-                )
-                draft.succeed(flow, step, output, target)
-            elif result.outcome == "wait":
-                wake_at = result.wake_at or (now + result.delay if result.delay else None)
-                wait_timeout = execution.timeout.wait_timeout_ms if execution.timeout else None
-                draft.wait(step, wake_at, result.wait_reason, wait_timeout)
-            else:
-                assert result.error is not None
-                chosen = result.next_step if result.overrides_transition else UNSET
-                self._fail_step(draft, flow, step, result.error, chosen)
+            self._apply_result(draft, flow, step, result, output)
             resumed = draft.finalise()
             resumed.lease_expires_at = self._lease_for(resumed, now)
             saved = tx.save_execution(

@@ -25,7 +25,7 @@ from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.job_runner import JobRunner
 from flowmonkey_celery.core.joins import child_failure
 from flowmonkey_celery.core.json_values import to_json_value
-from flowmonkey_celery.core.results import UNSET, Result, StepError, StepResult
+from flowmonkey_celery.core.results import Result, StepError, StepResult
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -265,25 +265,10 @@ class Stepping(JobRunner):
             duration_ms=round(invocation.duration_ms, 3),
             error=error,
         )
-        kind: StepOutcomeKind = result.outcome
-        if result.outcome == "success":
-            target = (
-                result.next_step if result.overrides_transition else step.transitions.on_success
-            )
-            draft.succeed(flow, step, output, target)
-        elif result.start_children is not None:
+        if result.start_children is not None and result.outcome != "success":
             kind = self._start_children(draft, flow, step, result.start_children, result)
-        elif result.outcome == "wait":
-            wake_at = result.wake_at
-            if wake_at is None and result.delay is not None:
-                wake_at = draft.now + result.delay
-            wait_timeout = execution.timeout.wait_timeout_ms if execution.timeout else None
-            draft.wait(step, wake_at, result.wait_reason, wait_timeout)
         else:
-            assert result.error is not None
-            chosen = result.next_step if result.overrides_transition else UNSET
-            if self._fail_step(draft, flow, step, result.error, chosen):
-                kind = "retry"
+            kind = self._apply_result(draft, flow, step, result, output)
         try:
             return self._commit(draft, step_id=step.id, kind=kind, hand_off=False)
         except VersionConflictError:
