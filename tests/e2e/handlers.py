@@ -99,3 +99,28 @@ def item(params: HandlerParams) -> StepResult:
     else:
         time.sleep(float(params.config.get("sleep", 0)))
     return Result.success({"doubled": params.context["item"] * 2})
+
+
+@handler("e2e-chunks", stateful=True, description="processes input.chunks chunks as a job")
+def chunks(params: HandlerParams) -> StepResult:
+    """A background job over input["chunks"] chunks of config.sleep seconds each, resuming
+    from its checkpoint (`{"next": i, "results": [...]}`). Each claim appends
+    `start <claims> <next>` to context["chunks_file"], then `chunk <i> <claims>` once chunk i
+    is processed, just before the checkpoint that records it: a chunk whose runner dies in
+    between is processed again by the next claim, the only repeat a checkpoint allows."""
+    job = params.job
+    assert job is not None, "e2e-chunks is stateful: it always runs as a job"
+    path = params.context["chunks_file"]
+    total = int(params.input["chunks"])
+    pause = float(params.config.get("sleep", 0))
+    saved = job.checkpoint or {"next": 0, "results": []}
+    done, results = int(saved["next"]), list(saved["results"])
+    append_line(path, f"start {job.claims} {done}")
+    while done < total:
+        time.sleep(pause)
+        results.append(done * done)
+        append_line(path, f"chunk {done} {job.claims}")
+        done += 1
+        job.report_progress({"done": done, "total": total})
+        job.save_checkpoint({"next": done, "results": results})
+    return Result.success({"results": results, "claims": job.claims})
