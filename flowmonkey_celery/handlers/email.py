@@ -49,9 +49,10 @@ class EmailHandler:
     turned down, when others were accepted, to its answer).
 
     Failures: EMAIL_ERROR. A permanent refusal (SMTP 5xx: an unknown mailbox, a sender
-    refused, bad credentials) is marked not retryable; a connection problem or a temporary
-    refusal (4xx) is left to the retry policy. An address the input fills in that is not an
-    address fails with INPUT_ERROR, not retried.
+    refused, bad credentials) is marked not retryable; a connection problem, a temporary
+    refusal (4xx) or a `password_env` variable that is not set (nothing is sent; like the
+    `llm` step's missing key) is left to the retry policy. An address the input fills in that
+    is not an address fails with INPUT_ERROR, not retried.
 
     Args:
         host: the SMTP server.
@@ -251,9 +252,12 @@ class EmailHandler:
             return None
         environ = os.environ if self.environ is None else self.environ
         password = environ.get(self.password_env)
-        if password is None:
+        # Empty counts as not set (a secret that did not make it into the deployment), as
+        # for the llm step's key. Left to the retry policy, which bounds the attempts.
+        if not password:
             raise _SendFailed(
-                f"the environment variable {self.password_env} (password_env) is not set",
+                f"the environment variable {self.password_env} (password_env) is not set; "
+                "set it to the SMTP password on the workers",
                 {"password_env": self.password_env},
                 None,
             )

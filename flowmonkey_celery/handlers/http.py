@@ -2,17 +2,16 @@
 from reaching what it should not (a cloud metadata endpoint, the worker's own network).
 
 `HttpClient` makes the request, following redirects itself so that every hop is checked
-against the same `HostRules`; the `llm` step uses it too.
+against the same `HostRules`, and connecting through a `CheckedAdapter` (see `host_rules`);
+the `webhook` and `llm` steps use it too.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
@@ -20,7 +19,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
-from urllib3.exceptions import LocationParseError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import parse_url
 
@@ -28,6 +26,14 @@ from flowmonkey_celery.core.handlers import HandlerParams
 from flowmonkey_celery.core.results import Result, StepResult
 from flowmonkey_celery.core.selectors import render_template, template_context
 from flowmonkey_celery.errors import ErrorCode
+from flowmonkey_celery.handlers.host_rules import (
+    Address,
+    CheckedAdapter,
+    HostRules,
+    RequestFailed,
+    Resolver,
+    system_resolver,
+)
 
 HTTP = "http"
 HTTP_ERROR = ErrorCode.HTTP_ERROR.value
@@ -39,110 +45,35 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Headers that belong to the origin they were meant for, dropped when a redirect leaves it.
 _ORIGIN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _BODY_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
-_METADATA = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
-_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+__all__ = [
+    "HEADERS_SCHEMA",
+    "Address",
+    "BadInput",
+    "CheckedAdapter",
+    "HostRules",
+    "HttpAnswer",
+    "HttpClient",
+    "HttpHandler",
+    "HttpRequest",
+    "RequestFailed",
+    "Resolver",
+    "default_header",
+    "header_text",
+    "render_headers",
+    "retry_after",
+    "status_failure",
+    "system_resolver",
+]
+# A `headers` config: names are HTTP tokens, values templates that must give text.
+HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"pattern": "^[!#-'*+.0-9A-Z^-z|~-]+$"},
+    "additionalProperties": {"type": "string"},
+}
 
 
-class RequestFailed(Exception):
-    """No usable answer: the request was refused by the host rules, could not be made, or
-    its response could not be read. `retryable` is passed on to the step's failure."""
-
-    def __init__(
-        self, problem: str, details: dict[str, Any] | None = None, retryable: bool | None = None
-    ) -> None:
-        super().__init__(problem)
-        self.details = dict(details or {})
-        self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class HostRules:
-    """Which URLs a step may call.
-
-    Args:
-        allowed_hosts: host names (`api.example.com`) or suffix patterns (`*.example.com`,
-            which matches sub-domains only); None allows any host, an empty collection none.
-        allow_private_addresses: allow hosts resolving to private, loopback, unspecified,
-            multicast or reserved addresses. Link-local addresses and cloud metadata
-            endpoints are refused whatever the rules.
-
-    Raises:
-        ValueError: a pattern that is neither a host name nor `*.` and a domain.
-    """
-
-    allowed_hosts: Collection[str] | None = None
-    allow_private_addresses: bool = False
-    _patterns: tuple[str, ...] = field(init=False, repr=False, default=())
-
-    def __post_init__(self) -> None:
-        if self.allowed_hosts is None:
-            return
-        if isinstance(self.allowed_hosts, str):
-            raise ValueError("allowed_hosts must be a collection of host names, not one string")
-        patterns = tuple(_normal_host(host) for host in self.allowed_hosts)
-        for pattern in patterns:
-            if not pattern or "*" in pattern.removeprefix("*."):
-                raise ValueError(f"allowed_hosts: {pattern!r} is not a host or *.domain pattern")
-        object.__setattr__(self, "_patterns", patterns)
-
-    def check(self, url: str) -> None:
-        """Refuse `url` unless its scheme, host and every address the host resolves to pass.
-
-        Raises:
-            RequestFailed: refused (retryable False), or the host does not resolve.
-        """
-        try:
-            parsed = parse_url(url)
-        except LocationParseError:
-            raise RequestFailed(f"invalid URL {url!r}", {"url": url}, False) from None
-        if parsed.scheme not in ("http", "https"):
-            raise RequestFailed(
-                f"refused {url!r}: the scheme must be http or https", {"url": url}, False
-            )
-        host = _normal_host(parsed.host or "")
-        if not host:
-            raise RequestFailed(f"invalid URL {url!r}: no host", {"url": url}, False)
-        details = {"url": url, "host": host}
-        if self.allowed_hosts is not None and not any(
-            _host_matches(host, p) for p in self._patterns
-        ):
-            raise RequestFailed(
-                f"refused host {host!r}: it is not in the allowed hosts "
-                f"({', '.join(self._patterns) or 'none'}); add it to "
-                "FLOWMONKEY_HTTP_ALLOWED_HOSTS to allow it",
-                details,
-                False,
-            )
-        for address in _resolve(host, parsed.port, details):
-            why = self._refusal(address)
-            if why is not None:
-                raise RequestFailed(
-                    f"refused host {host!r}: it resolves to {address}, {why}",
-                    {**details, "address": str(address)},
-                    False,
-                )
-
-    def _refusal(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if address in _METADATA:
-            return "a cloud metadata endpoint, which steps may never call"
-        if any(address in network for network in _LINK_LOCAL):
-            return "a link-local address, which steps may never call"
-        if self.allow_private_addresses:
-            return None
-        for kind in ("loopback", "unspecified", "multicast", "private", "reserved"):
-            if getattr(address, f"is_{kind}"):
-                break
-        else:
-            if address.is_global:
-                return None
-            kind = "non-public"
-        return (
-            f"a {kind} address; set FLOWMONKEY_HTTP_ALLOW_PRIVATE=true to allow private addresses"
-        )
+class BadInput(ValueError):
+    """The step's config and input do not make a request: an INPUT_ERROR, never retried."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +156,8 @@ class HttpClient:
     Args:
         rules: which hosts may be called.
         session: a requests session to use; by default one of its own that keeps no cookies,
-            so no execution sees another's.
+            so no execution sees another's. Its `http://` and `https://` adapters are
+            replaced by `CheckedAdapter`s, so it connects only to checked addresses.
         max_response_bytes: a longer response (after decompression) fails the request.
     """
 
@@ -240,6 +172,8 @@ class HttpClient:
         if session is None:
             session = requests.Session()
             session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, CheckedAdapter(rules))
         self.rules = rules
         self.session = session
         self.max_response_bytes = max_response_bytes
@@ -256,6 +190,8 @@ class HttpClient:
         method, headers, body = request.method, dict(request.headers), request.body
         url = _prepared_url(request.url, request.params)
         for _hop in range(MAX_REDIRECTS + 1):
+            # Checked here too (the adapter checks again when it connects): a refused URL
+            # fails before anything is sent, and the target of a proxied request is checked.
             self.rules.check(url)
             response = self._request(method, url, headers, body, deadline, request.timeout_s)
             with response:
@@ -295,6 +231,9 @@ class HttpClient:
             )
         except requests.RequestException as exc:
             raise _failure(exc, url, timeout_s) from None
+        except RequestFailed as exc:  # refused by the adapter when it connected
+            exc.details.setdefault("url", url)
+            raise
 
     def _read(
         self,
@@ -380,8 +319,10 @@ class HttpHandler:
             for any host with a public address.
         allow_private_addresses: allow private, loopback and other non-public addresses.
             Link-local addresses and cloud metadata endpoints are refused regardless.
-        session: the requests session to use (connection pooling, proxies, client certs).
+        session: the requests session to use (connection pooling, proxies, client certs);
+            its http:// and https:// adapters are replaced (see `HttpClient`).
         max_response_bytes: a longer response body fails the step.
+        resolver: how host names become addresses (default: the system's); see `HostRules`.
     """
 
     type = HTTP
@@ -397,11 +338,7 @@ class HttpHandler:
             "properties": {
                 "method": {"enum": _METHODS},
                 "url": {"type": "string", "minLength": 1},
-                "headers": {
-                    "type": "object",
-                    "propertyNames": {"pattern": "^[!#-'*+.0-9A-Z^-z|~-]+$"},
-                    "additionalProperties": {"type": "string"},
-                },
+                "headers": HEADERS_SCHEMA,
                 "query": {"type": "object"},
                 "json": {},
                 "body": {"type": "string"},
@@ -426,9 +363,12 @@ class HttpHandler:
         allow_private_addresses: bool = False,
         session: requests.Session | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.client = HttpClient(
-            HostRules(allowed_hosts, allow_private_addresses), session, max_response_bytes
+            HostRules(allowed_hosts, allow_private_addresses, resolver),
+            session,
+            max_response_bytes,
         )
 
     def __repr__(self) -> str:
@@ -439,7 +379,7 @@ class HttpHandler:
         config = params.config
         try:
             request = _build(config, params)
-        except (_BadInput, ValueError) as exc:  # ValueError: a `${}` placeholder
+        except ValueError as exc:  # BadInput, or a `${}` placeholder
             return Result.failure(ErrorCode.INPUT_ERROR.value, f"{what}: {exc}", retryable=False)
         try:
             answer = self.client.send(request)
@@ -456,30 +396,23 @@ class HttpHandler:
         )
 
 
-class _BadInput(Exception):
-    pass
-
-
 def _build(config: Mapping[str, Any], params: HandlerParams) -> HttpRequest:
     context = template_context(params.input)
     url = render_template(config["url"], context)
     if not isinstance(url, str) or not url:
-        raise _BadInput(f"url must be text, got {url!r} (from {config['url']!r})")
-    headers = {
-        name: _header_text(name, value)
-        for name, value in render_template(config.get("headers") or {}, context).items()
-    }
+        raise BadInput(f"url must be text, got {url!r} (from {config['url']!r})")
+    headers = render_headers(config.get("headers") or {}, context)
     body: bytes | None = None
     if "json" in config:
         body = json.dumps(render_template(config["json"], context)).encode()
-        _default_header(headers, "Content-Type", "application/json")
+        default_header(headers, "Content-Type", "application/json")
     elif "body" in config:
         text = render_template(config["body"], context)
         if text is None:
-            raise _BadInput(f"body is empty: its placeholder {config['body']!r} found nothing")
+            raise BadInput(f"body is empty: its placeholder {config['body']!r} found nothing")
         body = (text if isinstance(text, str) else json.dumps(text)).encode()
-        _default_header(headers, "Content-Type", "text/plain; charset=utf-8")
-    _default_header(headers, "Idempotency-Key", params.call_key)
+        default_header(headers, "Content-Type", "text/plain; charset=utf-8")
+    default_header(headers, "Idempotency-Key", params.call_key)
     query = {
         name: _query_value(value)
         for name, value in render_template(config.get("query") or {}, context).items()
@@ -496,20 +429,38 @@ def _build(config: Mapping[str, Any], params: HandlerParams) -> HttpRequest:
     )
 
 
-def _header_text(name: str, value: Any) -> str:
-    """A rendered header value as text; refuses what cannot be a header."""
+def render_headers(template: Mapping[str, Any], context: dict[str, Any]) -> dict[str, str]:
+    """A `headers` config (see `HEADERS_SCHEMA`) filled from `context`: every value a
+    `${path}` template, made text by `header_text`.
+
+    Raises:
+        BadInput: a value that is not text or holds a line break.
+        ValueError: a `${}` placeholder.
+    """
+    rendered = render_template(dict(template), context)
+    return {name: header_text(name, value) for name, value in rendered.items()}
+
+
+def header_text(name: str, value: Any) -> str:
+    """A rendered header value as text: a number or a boolean (`true`, `false`) as written
+    in JSON; anything else that is not text, or text with a line break, is refused.
+
+    Raises:
+        BadInput: the value cannot be a header.
+    """
     if isinstance(value, bool):
         value = "true" if value else "false"
     elif isinstance(value, int | float):
         value = str(value)
     if not isinstance(value, str):
-        raise _BadInput(f"header {name!r} must be text, got {value!r}")
+        raise BadInput(f"header {name!r} must be text, got {value!r}")
     if "\r" in value or "\n" in value:
-        raise _BadInput(f"header {name!r} holds a line break: {value!r}")
+        raise BadInput(f"header {name!r} holds a line break: {value!r}")
     return value
 
 
-def _default_header(headers: dict[str, str], name: str, value: str) -> None:
+def default_header(headers: dict[str, str], name: str, value: str) -> None:
+    """Set `name` unless `headers` has it already, in any case (`idempotency-key` counts)."""
     if not any(existing.lower() == name.lower() for existing in headers):
         headers[name] = value
 
@@ -522,27 +473,6 @@ def _query_value(value: Any) -> Any:
     if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
-
-
-def _normal_host(host: str) -> str:
-    return host.strip().strip("[]").rstrip(".").lower()
-
-
-def _host_matches(host: str, pattern: str) -> bool:
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return host == pattern
-
-
-def _resolve(
-    host: str, port: int | None, details: dict[str, Any]
-) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        found = socket.getaddrinfo(host, port or 0, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise RequestFailed(f"cannot resolve host {host!r}: {exc}", details) from None
-    # A scoped IPv6 address (fe80::1%eth0) keeps its zone after the "%".
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
 
 
 def _prepared_url(url: str, params: Mapping[str, Any] | None) -> str:

@@ -24,7 +24,9 @@ from flowmonkey_celery.handlers.http import (
     HttpClient,
     HttpRequest,
     RequestFailed,
+    Resolver,
     status_failure,
+    system_resolver,
 )
 
 LLM = "llm"
@@ -53,8 +55,10 @@ class LlmHandler:
 
     Failures: HTTP_<status> for an API answer that is not 2xx (5xx and 429 left to the retry
     policy, honouring Retry-After); HTTP_ERROR when the API cannot be reached or is refused
-    by the host rules; LLM_ERROR when the key's environment variable is not set, or the
-    answer is not a chat completion (or not JSON when JSON was asked for).
+    by the host rules; LLM_ERROR when the key's environment variable is not set (nothing is
+    sent; left to the retry policy, like the `email` step's missing password, so a step can
+    still succeed once the key is deployed), or the answer is not a chat completion (or not
+    JSON when JSON was asked for).
 
     Args:
         base_url: the API's base URL, for steps that give none (default OpenAI's).
@@ -62,6 +66,7 @@ class LlmHandler:
         allow_private_addresses: allow private and loopback addresses (a local model server).
         session: the requests session to use.
         environ: where `api_key_env` is looked up; defaults to `os.environ`.
+        resolver: how host names become addresses (see `HostRules`).
     """
 
     type = LLM
@@ -112,9 +117,12 @@ class LlmHandler:
         allow_private_addresses: bool = False,
         session: requests.Session | None = None,
         environ: Mapping[str, str] | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.base_url = base_url or DEFAULT_BASE_URL
-        self.client = HttpClient(HostRules(allowed_hosts, allow_private_addresses), session)
+        self.client = HttpClient(
+            HostRules(allowed_hosts, allow_private_addresses, resolver), session
+        )
         self.environ = environ
 
     def __repr__(self) -> str:
@@ -136,12 +144,13 @@ class LlmHandler:
         key_env = config.get("api_key_env", DEFAULT_API_KEY_ENV)
         api_key = (os.environ if self.environ is None else self.environ).get(key_env)
         if not api_key:
+            # A deployment problem, but one a retry can outlive: left to the step's retry
+            # policy (bounded by its max_attempts), as the email step's missing password is.
             return Result.failure(
                 LLM_ERROR,
                 f"{what}: the environment variable {key_env} (api_key_env) is not set; set it "
                 "to the API key on the workers",
                 {"api_key_env": key_env},
-                retryable=False,
             )
         try:
             payload = _payload(config, template_context(params.input))

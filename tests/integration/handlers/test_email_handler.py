@@ -17,6 +17,7 @@ from aiosmtpd.smtp import AuthResult
 
 from flowmonkey_celery import (
     EventType,
+    ExecutionStatus,
     FlowRegistry,
     FlowValidationError,
     HandlerParams,
@@ -356,6 +357,34 @@ def test_a_wrong_password_fails_with_email_error_and_is_not_retried(
 def test_a_password_variable_that_is_not_set_fails_naming_it(auth_mailbox: Mailbox) -> None:
     login = {"username": "bot", "password_env": "SMTP_PASSWORD"}
     h, execution = send(auth_mailbox.port, CONFIG, environ={}, **login)
+    h.assert_failed(execution, EMAIL_ERROR)
+    assert execution.error is not None
+    assert "SMTP_PASSWORD (password_env) is not set" in execution.error.message
+    assert auth_mailbox.logins == []
+
+
+def test_a_password_variable_that_is_not_set_is_left_to_the_retry_policy(
+    auth_mailbox: Mailbox,
+) -> None:
+    environ: dict[str, str] = {}
+    login = {"username": "bot", "password_env": "SMTP_PASSWORD"}
+    retry = {"maxAttempts": 2, "backoffMs": 60_000}
+    h = harness(auth_mailbox.port, CONFIG, environ=environ, retry=retry, **login)
+    execution_id = h.engine.create("mailing", {}).execution.id
+
+    waiting = h.engine.run(execution_id)  # the send failed; its retry is a minute away
+    assert waiting.status is ExecutionStatus.WAITING
+    assert auth_mailbox.logins == []
+
+    environ["SMTP_PASSWORD"] = "s3cret"  # the secret is deployed meanwhile
+    finished = h.engine.run(execution_id, simulate_time=True)
+    h.assert_completed(finished)
+    assert auth_mailbox.logins == [("bot", "s3cret")]
+
+
+def test_an_empty_password_variable_counts_as_not_set(auth_mailbox: Mailbox) -> None:
+    login = {"username": "bot", "password_env": "SMTP_PASSWORD"}
+    h, execution = send(auth_mailbox.port, CONFIG, environ={"SMTP_PASSWORD": ""}, **login)
     h.assert_failed(execution, EMAIL_ERROR)
     assert execution.error is not None
     assert "SMTP_PASSWORD (password_env) is not set" in execution.error.message

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
+import ssl
+import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from flowmonkey_celery import (
     EventType,
@@ -26,7 +32,7 @@ from flowmonkey_celery import (
     handler,
 )
 from flowmonkey_celery.core.execution import Execution
-from flowmonkey_celery.handlers.http import HTTP_ERROR, HttpHandler
+from flowmonkey_celery.handlers.http import HTTP_ERROR, Address, HttpHandler
 from flowmonkey_celery.testing import TestHarness
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -41,6 +47,11 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent, repeats kept
+
+    def values(self, name: str) -> list[str]:
+        """Every value sent for the header `name` (any case)."""
+        return [value for key, value in self.raw_headers if key.lower() == name.lower()]
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -67,9 +78,11 @@ class LocalServer:
 
     A reply with `Connection: close` and no Content-Length is sent without a length (the body
     ends when the connection does). `hold` keeps a request waiting until the server stops.
+    With `tls`, it speaks HTTPS and records the name each client asked for (SNI) in
+    `server_names`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.seen: list[Seen] = []
         self.released = threading.Event()
@@ -87,6 +100,7 @@ class LocalServer:
                     parse_qs(split.query),
                     {name.lower(): value for name, value in self.headers.items()},
                     self.rfile.read(length),
+                    list(self.headers.items()),
                 )
                 owner.seen.append(seen)
                 status, headers, content = owner.routes.get(split.path, echo)(seen)
@@ -115,6 +129,11 @@ class LocalServer:
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        self.server_names: list[str | None] = []
+        if tls is not None:
+            tls.sni_callback = lambda sock, name, context: self.server_names.append(name)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -138,6 +157,39 @@ class LocalServer:
 def server() -> Iterator[LocalServer]:
     with LocalServer() as running:
         yield running
+
+
+class Names:
+    """A resolver over a table of names, for `HttpHandler(resolver=...)`: each lookup of a
+    name takes its next answer, and the last answer stays (a name that answers one way and
+    then another, as a rebinding DNS server makes it). `lookups` lists the names looked up."""
+
+    def __init__(self, table: dict[str, Sequence[str]]) -> None:
+        self.table = {name: list(answers) for name, answers in table.items()}
+        self.lookups: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[Address]:
+        self.lookups.append(host)
+        answers = self.table.get(host)
+        if not answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        return [ipaddress.ip_address(answer)]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for the name `api.test`."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=api.test", "-addext", "subjectAltName=DNS:api.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def http_flow(config: dict[str, Any], retry: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -385,7 +437,12 @@ def test_a_private_address_is_refused_by_default(server: LocalServer, host: str)
 
 @pytest.mark.parametrize(
     "url",
-    ["http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://169.254.1.1/"],
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://169.254.1.1/",
+        "http://metadata.google.internal/computeMetadata/v1/",  # refused before a lookup
+    ],
 )
 def test_metadata_and_link_local_addresses_are_refused_even_when_private_ones_are_allowed(
     url: str,
@@ -394,6 +451,62 @@ def test_metadata_and_link_local_addresses_are_refused_even_when_private_ones_ar
     h.assert_failed(execution, HTTP_ERROR)
     assert execution.error is not None
     assert "which steps may never call" in execution.error.message
+
+
+def test_a_name_that_resolves_elsewhere_when_connecting_is_refused_then(
+    server: LocalServer,
+) -> None:
+    # DNS rebinding: a public address for the check, the worker's loopback a moment later.
+    resolver = Names({"localhost": ["93.184.215.14", "127.0.0.1"]})
+    url = f"http://localhost:{server.port}/admin"
+    retry = {"maxAttempts": 3, "backoffMs": 10}
+    h, execution = call({"url": url}, retry=retry, allow_private_addresses=False, resolver=resolver)
+
+    h.assert_failed(execution, HTTP_ERROR)
+    assert execution.error is not None
+    message = execution.error.message
+    assert "refused host 'localhost': it resolves to 127.0.0.1, a loopback address" in message
+    assert execution.error.details["url"] == url
+    assert server.seen == []  # nothing reached the server
+    assert resolver.lookups == ["localhost", "localhost"]  # the check's, the connection's
+    assert len(calls_of(h, execution)) == 1  # refused: not retried
+
+
+def test_the_connection_goes_to_the_checked_address_under_the_hosts_name(
+    server: LocalServer,
+) -> None:
+    resolver = Names({"api.test": ["127.0.0.1"]})  # a name only this resolver knows
+    h, execution = call({"url": f"http://api.test:{server.port}/v1"}, resolver=resolver)
+    h.assert_completed(execution)
+    [seen] = server.seen
+    assert seen.headers["host"] == f"api.test:{server.port}"
+
+
+def test_https_to_the_checked_address_keeps_sni_and_the_certificate_check_for_the_name(
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE would take verify's place
+    session.verify = str(cert)  # trust the test certificate, and only it
+    resolver = Names({"api.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    with LocalServer(tls) as secure:
+        config = {"url": f"https://api.test:{secure.port}/v1"}
+        h, execution = call(config, resolver=resolver, session=session)
+        h.assert_completed(execution)
+        assert secure.seen[0].headers["host"] == f"api.test:{secure.port}"
+
+        # The same address under a name the certificate is not for: refused by the check.
+        config = {"url": f"https://other.test:{secure.port}/v1"}
+        h, execution = call(config, resolver=resolver, session=session)
+        h.assert_failed(execution, HTTP_ERROR)
+        assert execution.error is not None
+        assert "SSLError" in execution.error.message
+        assert "other.test" in execution.error.message
+        assert len(secure.seen) == 1
+        assert secure.server_names == ["api.test", "other.test"]
 
 
 def test_a_host_outside_the_allowed_hosts_is_refused(server: LocalServer) -> None:

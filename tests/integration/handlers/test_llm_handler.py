@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from flowmonkey_celery import FlowRegistry, FlowValidationError, HandlerRegistry, ManualClock
+from flowmonkey_celery import (
+    EventType,
+    ExecutionStatus,
+    FlowRegistry,
+    FlowValidationError,
+    HandlerRegistry,
+    ManualClock,
+)
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.handlers.llm import LLM_ERROR, LlmHandler
 from flowmonkey_celery.testing import TestHarness
@@ -175,6 +182,35 @@ def test_a_key_variable_that_is_not_set_fails_naming_it(api: ImitationApi) -> No
     h.assert_failed(execution, LLM_ERROR)
     assert execution.error is not None
     assert "OPENAI_API_KEY (api_key_env) is not set" in execution.error.message
+    assert api.requests == []
+
+
+def test_a_key_variable_that_is_not_set_is_left_to_the_retry_policy(api: ImitationApi) -> None:
+    environ: dict[str, str] = {}
+    handler = LlmHandler(base_url=api.base_url, allow_private_addresses=True, environ=environ)
+    retry = {"maxAttempts": 2, "backoffMs": 60_000}
+    flow = llm_flow({"model": "gpt-test", "prompt": "Hi"}, retry)
+    h = TestHarness(handlers=[handler], flows=[flow], clock=ManualClock(START))
+    execution_id = h.engine.create("asking", {}).execution.id
+
+    waiting = h.engine.run(execution_id)  # the call failed; its retry is a minute away
+    assert waiting.status is ExecutionStatus.WAITING
+    assert api.requests == []
+
+    environ["OPENAI_API_KEY"] = KEY  # the key is deployed meanwhile
+    finished = h.engine.run(execution_id, simulate_time=True)
+    h.assert_completed(finished)
+    assert finished.context["answer"]["content"] == "You said: Hi"
+
+
+def test_a_key_variable_that_stays_unset_fails_once_the_retries_are_spent(
+    api: ImitationApi,
+) -> None:
+    retry = {"maxAttempts": 2, "backoffMs": 10}
+    h, execution = ask(api, {"model": "gpt-test", "prompt": "Hi"}, retry=retry, environ={})
+    h.assert_failed(execution, LLM_ERROR)
+    started = [e for e in h.history(execution) if e.type is EventType.STEP_STARTED]
+    assert len(started) == 3  # the first call and two retries, no more
     assert api.requests == []
 
 
