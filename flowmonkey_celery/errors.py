@@ -50,6 +50,17 @@ class ErrorCode(StrEnum):
     TRANSFORM_ERROR = "TRANSFORM_ERROR"
     EMAIL_ERROR = "EMAIL_ERROR"
     LLM_ERROR = "LLM_ERROR"
+    # Triggers and the HTTP API: an unknown or disabled trigger, a request without valid
+    # credentials (an API key, a webhook's bearer secret or signature), a body too large, not
+    # JSON, or not valid against the trigger's input_schema.
+    TRIGGER_NOT_FOUND = "TRIGGER_NOT_FOUND"
+    TRIGGER_DISABLED = "TRIGGER_DISABLED"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    INVALID_JSON = "INVALID_JSON"
+    INVALID_INPUT = "INVALID_INPUT"
+    EVENT_NOT_FOUND = "EVENT_NOT_FOUND"
 
 
 class FlowMonkeyError(Exception):

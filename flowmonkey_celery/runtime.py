@@ -12,9 +12,16 @@ from flowmonkey_celery.coordination.redis import RedisLockManager
 from flowmonkey_celery.core.clock import Clock, OffsetClock, SystemClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.flow import Flow
-from flowmonkey_celery.core.ports import LockManager
+from flowmonkey_celery.core.handler_info import check_input_schema
+from flowmonkey_celery.core.inbox import EmitResult
+from flowmonkey_celery.core.ports import AnyTrigger, LockManager, OperatorStore
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
-from flowmonkey_celery.core.triggers import ScheduleTrigger, flow_triggers
+from flowmonkey_celery.core.triggers import (
+    HttpTrigger,
+    ScheduleTrigger,
+    flow_triggers,
+    parse_trigger,
+)
 from flowmonkey_celery.core.validation import build_flow
 from flowmonkey_celery.core.versions import version_key
 from flowmonkey_celery.handlers import configured_handlers
@@ -124,6 +131,8 @@ class Runtime:
         self.options = options or RuntimeOptions()
         self.clock = clock or SystemClock()
         self.settings = settings
+        # Set by the REST API serving this runtime (`flowmonkey_celery.api.create_app`).
+        self.http_adapter = False
         longest = settings.max_step_seconds if settings is not None else None
         self.engine = Engine(
             store,
@@ -133,6 +142,54 @@ class Runtime:
             lease=self.options.lease,
             max_step_duration=timedelta(seconds=longest) if longest else None,
         )
+
+    def register_trigger(self, trigger: AnyTrigger | dict[str, Any]) -> AnyTrigger:
+        """Save a trigger of any type (schedule, http, event; the seed README's shape, camelCase
+        or snake_case). It starts its flow from then on.
+
+        Raises:
+            pydantic.ValidationError: the trigger is malformed (every problem listed).
+            FlowNotFoundError: FLOW_NOT_FOUND, its flow is not registered.
+            FlowMonkeyError: INVALID_ARGUMENT for a bad cron expression or input schema.
+        """
+        checked = parse_trigger(trigger)
+        self.flows.get(checked.flow_id)  # FLOW_NOT_FOUND now, not at the first fire
+        saved = register_trigger(self.store, checked, self.clock.now())
+        self._warn_if_nothing_fires(saved)
+        return saved
+
+    def _warn_if_nothing_fires(self, trigger: AnyTrigger) -> None:
+        """The seed's warnings: a trigger nothing here will fire is saved, but said so."""
+        if isinstance(trigger, HttpTrigger) and not self.http_adapter and not self._seen("api"):
+            log.warning(
+                "HTTP trigger '%s' registered but no HTTP adapter configured. Trigger will not "
+                "be accessible. Run `flowmonkey api`, or mount "
+                "flowmonkey_celery.api.create_app(...) in your web app.",
+                trigger.id,
+            )
+        if isinstance(trigger, ScheduleTrigger) and not self._seen("tick"):
+            log.warning(
+                "Schedule trigger '%s' registered but scheduler not enabled. Trigger will not "
+                "fire. Run `flowmonkey beat` (or `celery -A beat.app beat`).",
+                trigger.id,
+            )
+
+    def _seen(self, heartbeat: str) -> bool:
+        """Whether `heartbeat` ("api", "tick") was recorded in the last two minutes."""
+        store = self.store
+        if not isinstance(store, OperatorStore):
+            return False
+        try:
+            last = store.last_heartbeat(heartbeat)
+        except Exception:  # a store without the table yet: say nothing rather than fail
+            return True
+        return last is not None and self.clock.now() - last <= timedelta(minutes=2)
+
+    def emit(
+        self, event_type: str, payload: Any = None, key: str | None = None, **options: Any
+    ) -> EmitResult:
+        """Store an event and start / resume what it matches (see `Engine.emit`)."""
+        return self.engine.emit(event_type, payload, key, **options)
 
     @classmethod
     def from_settings(
@@ -168,6 +225,8 @@ class Runtime:
             # Checked when deployed; executions may be pinned to versions a newer handler
             # schema would refuse, and they must keep running.
             flow_registry.register(flow, check_configs=False)
+        # Versions registered later by other processes (the REST API) are found on a miss.
+        flow_registry.source = store.list_flow_definitions
         # Triggers declared in flow files: the newest local version of each flow declares them.
         latest = {flow.id: flow for flow in sorted(local, key=lambda f: version_key(f.version))}
         for flow in latest.values():
@@ -189,12 +248,16 @@ class Runtime:
         )
 
 
-def register_trigger(store: Any, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
-    """Validate a schedule trigger's cron expression and save (upsert) it.
+def register_trigger(store: Any, trigger: AnyTrigger, now: datetime) -> AnyTrigger:
+    """Check what the trigger's model cannot (a schedule's cron expression, an HTTP trigger's
+    input_schema) and save (upsert) it.
 
     Raises:
-        FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression.
+        FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression or input schema.
     """
-    validate_cron(trigger.schedule)
-    saved: ScheduleTrigger = store.save_trigger(trigger, now)
+    if isinstance(trigger, ScheduleTrigger):
+        validate_cron(trigger.schedule)
+    if isinstance(trigger, HttpTrigger) and trigger.input_schema is not None:
+        check_input_schema(trigger.input_schema)
+    saved: AnyTrigger = store.save_trigger(trigger, now)
     return saved

@@ -21,19 +21,21 @@ from redis.exceptions import RedisError
 from flowmonkey_celery.celery.task_steps import install_celery_task_steps
 from flowmonkey_celery.core.execution import CancelResult, CreateResult, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Step
+from flowmonkey_celery.core.inbox import EmitResult
 from flowmonkey_celery.core.lease import resend_lease
-from flowmonkey_celery.core.triggers import ScheduleTrigger
+from flowmonkey_celery.core.ports import AnyTrigger, OperatorStore
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
     StoreUnavailableError,
     VersionConflictError,
 )
-from flowmonkey_celery.runtime import Runtime, RuntimeOptions, register_trigger
+from flowmonkey_celery.runtime import Runtime, RuntimeOptions
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.triggers.schedule import fire_due_schedules
 
 log = logging.getLogger("flowmonkey_celery.celery")
+TICK_HEARTBEAT = "tick"
 
 STEP_TASK = "flowmonkey.step"
 STEP_KILLED_TASK = "flowmonkey.step_killed"
@@ -389,10 +391,14 @@ class FlowMonkeyCelery:
         due cron triggers. Safe to run from several beats at once (claims, compare-and-set and
         unique constraints decide)."""
         if not self._first_tick_of_period():
-            return dict.fromkeys(("timed_out", "woken", "stalled", "fired", "orphans_cancelled"), 0)
+            return dict.fromkeys(
+                ("timed_out", "woken", "stalled", "fired", "orphans_cancelled", "events"), 0
+            )
         engine, store = self.runtime.engine, self.runtime.store
         batch = self.options.sweep_batch
         now = self.runtime.clock.now()
+        if isinstance(store, OperatorStore):  # /ready and the trigger warnings look at it
+            store.record_heartbeat(TICK_HEARTBEAT, now)
         timed_out = engine.cancel_timed_out(now, limit=batch)
         orphans = engine.cancel_orphaned_children(limit=batch)
         for job_id in engine.reap_jobs(now, limit=batch):
@@ -411,12 +417,14 @@ class FlowMonkeyCelery:
                 )
             self.dispatch(execution)
         fired = fire_due_schedules(engine, store, now, dispatch=self.dispatch)
+        events = engine.redispatch_events(now, limit=batch)  # an emitter died mid-dispatch
         return {
             "timed_out": len(timed_out),
             "woken": len(woken),
             "stalled": len(stalled),
             "fired": len(fired),
             "orphans_cancelled": len(orphans),
+            "events": len(events),
         }
 
     def _first_tick_of_period(self) -> bool:
@@ -435,15 +443,21 @@ class FlowMonkeyCelery:
             log.debug("flowmonkey tick skipped: another tick swept in this period")
         return taken is not None
 
-    def register_trigger(self, trigger: ScheduleTrigger | dict[str, Any]) -> ScheduleTrigger:
-        """Save a schedule trigger (seed README shape); the tick fires it from then on.
+    def register_trigger(self, trigger: AnyTrigger | dict[str, Any]) -> AnyTrigger:
+        """Save a trigger (schedule, http or event; seed README shape). The tick fires a
+        schedule from then on, `/webhooks/{id}` an HTTP trigger, `emit` an event trigger.
 
         Raises:
             FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression or timezone.
         """
-        checked = ScheduleTrigger.model_validate(trigger)
-        self.runtime.flows.get(checked.flow_id)  # FLOW_NOT_FOUND now, not at the first fire
-        return register_trigger(self.runtime.store, checked, self.runtime.clock.now())
+        return self.runtime.register_trigger(trigger)
+
+    def emit(
+        self, event_type: str, payload: Any = None, key: str | None = None, **options: Any
+    ) -> EmitResult:
+        """Store an event (committed), then enqueue the executions it started or resumed
+        (see `Engine.emit`)."""
+        return self.runtime.emit(event_type, payload, key, **options)
 
     # -- worker lifecycle -----------------------------------------------------------------------
 

@@ -22,9 +22,10 @@ from flowmonkey_celery.core.execution import (
     check_transition,
 )
 from flowmonkey_celery.core.flow import Flow, Step
+from flowmonkey_celery.core.inbox import EventWait
 from flowmonkey_celery.core.jobs import Job
 from flowmonkey_celery.core.paths import set_path
-from flowmonkey_celery.core.results import StepError
+from flowmonkey_celery.core.results import EventWaitRequest, StepError
 from flowmonkey_celery.errors import ErrorCode
 
 # Where a failure routed through `on_failure` is left for the error-handling step to read.
@@ -58,6 +59,7 @@ class ExecutionDraft:
         # Children this change starts (a join and its first executions), committed with it.
         self.children: ChildrenPlan | None = None
         self.job: Job | None = None  # a job this change starts (a stateful handler's run)
+        self.event_wait: EventWait | None = None  # a wait_for_event's subscription
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -206,6 +208,23 @@ class ExecutionDraft:
         reason = f"running {job.handler_type} as job {job.id}"
         self.wait(step, None, reason, wait_timeout_ms, kind=WaitKind.JOB)
         self.job = job
+
+    def wait_for_event(
+        self, step: Step, request: EventWaitRequest, reason: str | None, wait_timeout_ms: int | None
+    ) -> None:
+        """Wait for an emitted event; the subscription is committed with the wait."""
+        self.wait(step, None, reason, wait_timeout_ms, kind=WaitKind.EVENT)
+        execution = self.execution
+        self.event_wait = EventWait(
+            execution_id=execution.id,
+            step_id=step.id,
+            sequence=execution.step_count,
+            event_type=request.event_type,
+            match=request.match,
+            tenant_id=execution.tenant_id,
+            since=self.now - request.look_back,
+            created_at=self.now,
+        )
 
     def wait(
         self,

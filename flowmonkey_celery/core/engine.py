@@ -9,12 +9,13 @@ Celery workers) can share one store.
 from __future__ import annotations
 
 from flowmonkey_celery.core.commands import Commands
+from flowmonkey_celery.core.event_commands import EventCommands
 from flowmonkey_celery.core.stepping import Stepping
 from flowmonkey_celery.core.sweeps import Sweeps
 from flowmonkey_celery.core.token_commands import TokenCommands
 
 
-class Engine(Stepping, Commands, TokenCommands, Sweeps):
+class Engine(Stepping, EventCommands, Commands, TokenCommands, Sweeps):
     """Creates, steps, runs, resumes and cancels executions.
 
     Args:

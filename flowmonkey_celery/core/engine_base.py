@@ -32,6 +32,7 @@ from flowmonkey_celery.core.execution import (
     WaitKind,
 )
 from flowmonkey_celery.core.flow import Flow, Step
+from flowmonkey_celery.core.inbox import EventWait
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store, StoreTransaction
@@ -181,6 +182,11 @@ class EngineBase:
             )
             draft.succeed(flow, step, output, target)
             return "success"
+        if result.outcome == "wait" and result.wait_for_event is not None:
+            timeout = draft.execution.timeout
+            wait_timeout = timeout.wait_timeout_ms if timeout else None
+            draft.wait_for_event(step, result.wait_for_event, result.wait_reason, wait_timeout)
+            return "wait"
         if result.outcome == "wait":
             wake_at = result.wake_at
             if wake_at is None and result.delay is not None:
@@ -262,6 +268,10 @@ class EngineBase:
             effects.jobs.append(draft.job.id)
         if draft.initial_wait_kind is WaitKind.JOB and saved.wait_kind is not WaitKind.JOB:
             tx.cancel_jobs(saved.id, draft.now)  # left some other way: a cancel, a timeout
+        if draft.initial_wait_kind is WaitKind.EVENT:
+            tx.delete_event_waits(saved.id)  # left the wait (resumed, cancelled, timed out)
+        if draft.event_wait is not None:
+            tx.insert_event_wait(draft.event_wait)
         return saved
 
     def _after_commit(
@@ -286,6 +296,11 @@ class EngineBase:
                 self._cancel_one(unwanted, "join", f"the join of parent {saved.id} was decided")
         except Exception:  # committed already: the tick's orphan sweep finishes the cascade
             log.exception("cancelling the children of %s failed; the tick will", saved.id)
+        if draft.event_wait is not None and saved.status is ExecutionStatus.WAITING:
+            # An event already in the inbox ends the wait just committed.
+            resumed = self._check_inbox(draft.event_wait, hand_off=hand_off)
+            if resumed is not None:
+                saved, hand_off = resumed, False  # its own commit handed it off
         outcome = self._outcome(saved, step_id=step_id, kind=kind)
         outcome.execution = saved
         outcome.runnable = [e.id for e in effects.runnable]
@@ -406,6 +421,10 @@ class EngineBase:
                 callback(moving)
             except Exception:  # committed already: the tick's sweeps move them on regardless
                 log.exception("hand-off of %s failed", [e.id for e in moving])
+
+    def _check_inbox(self, wait: EventWait, *, hand_off: bool) -> Execution | None:
+        """End a wait_for_event just committed with a stored event (`EventCommands` does it)."""
+        raise NotImplementedError
 
     def _cancel_children(self, parent_id: str) -> list[str]:
         """Cancel the live children of a cancelled execution; their ids (`Commands` does it)."""
@@ -586,7 +605,8 @@ def _touches_other_rows(draft: ExecutionDraft, execution: Execution) -> bool:
         or draft.children is not None
         or (execution.join_id is not None and execution.is_terminal)
         or draft.job is not None
-        or draft.initial_wait_kind in (WaitKind.CHILDREN, WaitKind.JOB)
+        or draft.event_wait is not None
+        or draft.initial_wait_kind in (WaitKind.CHILDREN, WaitKind.JOB, WaitKind.EVENT)
     )
 
 

@@ -77,6 +77,7 @@ class WaitKind(StrEnum):
     RETRY = "retry"
     CHILDREN = "children"
     JOB = "job"  # a stateful handler running as a background job
+    EVENT = "event"  # a wait_for_event step: an emitted event resumes it
 
 
 class ErrorInfo(StateModel):

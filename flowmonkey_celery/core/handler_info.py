@@ -64,6 +64,33 @@ class HandlerInfo:
         }
 
 
+def check_input_schema(schema: dict[str, Any]) -> None:
+    """Refuse a JSON Schema that is not valid (an HTTP trigger's input_schema, say).
+
+    Raises:
+        FlowMonkeyError: INVALID_ARGUMENT naming what is wrong with it.
+    """
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = ".".join(map(str, exc.absolute_path)) or "<schema>"
+        raise FlowMonkeyError(
+            f"input_schema is not a valid JSON Schema at {where}: {exc.message}",
+            ErrorCode.INVALID_ARGUMENT,
+        ) from None
+
+
+def input_issues(schema: dict[str, Any], value: Any) -> list[Issue]:
+    """Every place `value` breaks `schema`, as `(path, message)` (path "" for the top),
+    in a flow author's words (see `describe_schema_error`)."""
+    validator = Draft202012Validator(schema)
+    issues: list[Issue] = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
+        error = _most_relevant(error)
+        issues.append((".".join(map(str, error.absolute_path)), describe_schema_error(error)))
+    return issues
+
+
 def config_validator(info: HandlerInfo) -> Draft202012Validator | None:
     """A validator for the handler's config schema (None if it declares none).
 

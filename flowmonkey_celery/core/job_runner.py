@@ -223,16 +223,11 @@ class JobRunner(Joins):
             self._apply_result(draft, flow, step, result, output)
             resumed = draft.finalise()
             resumed.lease_expires_at = self._lease_for(resumed, now)
-            saved = tx.save_execution(
-                resumed,
-                expected_version=draft.expected_version,
-                events=draft.events if self.record_history else [],
-            )
-            self._write_children(tx, draft, saved, [], effects)
-        self._bus.emit(draft.events)
-        self._bus.emit(effects.events)
-        outcome = self._outcome(saved, step_id=step.id, kind=result.outcome)
-        outcome.execution = saved
+            saved = self._save_in(tx, draft, effects)
+        outcome = self._after_commit(
+            draft, saved, effects, step_id=step.id, kind=result.outcome, hand_off=False
+        )
+        saved = outcome.execution or saved
         outcome.runnable_executions = (
             [saved, *effects.runnable] if _runnable(saved) else [*effects.runnable]
         )

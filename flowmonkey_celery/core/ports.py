@@ -13,12 +13,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from flowmonkey_celery.core.api_keys import ApiKey
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
-from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
+from flowmonkey_celery.core.triggers import (
+    EventTrigger,
+    HttpTrigger,
+    ScheduleTrigger,
+    TriggerFire,
+    TriggerFireRecord,
+    TriggerStats,
+)
+
+AnyTrigger = ScheduleTrigger | HttpTrigger | EventTrigger
 
 
 @runtime_checkable
@@ -130,6 +141,55 @@ class StoreTransaction(Protocol):
 
     def cancel_jobs(self, execution_id: str, now: datetime) -> int:
         """Cancel the execution's unfinished jobs (their runners' writes stop counting)."""
+        ...
+
+    # -- events and the waits for them ----------------------------------------------------------
+
+    def insert_event(self, event: Event) -> bool:
+        """Store a new event. False (nothing written) if one with the same `key` and tenant is
+        stored already: a unique index decides, so of two processes emitting one key, one
+        stores it."""
+        ...
+
+    def get_event(self, event_id: str) -> Event | None: ...
+
+    def get_event_by_key(self, key: str, tenant_id: str | None) -> Event | None: ...
+
+    def list_events(
+        self,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        since: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Events oldest first, ordered by (created_at, id), optionally only of one type or
+        tenant or created at/after `since`; `after` is the id of the last event of the previous
+        page (keyset paging)."""
+        ...
+
+    def mark_event_dispatched(self, event_id: str, now: datetime) -> bool:
+        """Record that the event's triggers and waits were handled; False if it already was."""
+        ...
+
+    def find_undispatched_events(self, created_before: datetime, limit: int) -> list[Event]:
+        """Events created before `created_before` whose dispatch never finished, oldest first."""
+        ...
+
+    def insert_event_wait(self, wait: EventWait) -> None: ...
+
+    def find_event_waits(self, event_type: str, *, limit: int = 1000) -> list[EventWait]:
+        """The waits for events of `event_type`, oldest first."""
+        ...
+
+    def take_event_wait(self, execution_id: str, sequence: int) -> EventWait | None:
+        """Delete and return the execution's wait of that `sequence`; None if it is gone. Of
+        concurrent takers exactly one gets it: that one resumes the execution."""
+        ...
+
+    def delete_event_waits(self, execution_id: str) -> int:
+        """Drop the execution's waits (it was cancelled, it timed out); how many there were."""
         ...
 
 
@@ -292,12 +352,54 @@ class Store(Protocol):
         tenant_id: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> list[Execution]:
-        """Executions filtered by status / flow / tenant, ordered by (created_at, id).
+        """Executions filtered by status / flow / tenant, created at or after `created_after`
+        and before `created_before`, with each `metadata` key's value equal to the given text
+        (a number or boolean compares by its JSON text), ordered by (created_at, id).
 
         `after` is the id of the last execution of the previous page (keyset paging).
         """
         ...
+
+
+@runtime_checkable
+class OperatorStore(Protocol):
+    """What the REST API keeps besides executions and triggers: API keys (hashed), which
+    tenant owns a flow registered through the API, and heartbeats (the last tick).
+    Implemented by MemoryStore and SqlStore."""
+
+    def save_api_key(self, key: ApiKey) -> None:
+        """Insert a new key. Raises ExecutionError INVALID_ARGUMENT if its name is taken."""
+        ...
+
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, ordered by name."""
+        ...
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        """Revoke the key; False if it is unknown or revoked already."""
+        ...
+
+    def claim_flow(self, flow_id: str, tenant_id: str) -> str:
+        """Make `tenant_id` the owner of `flow_id` unless someone owns it already; the owner
+        (a unique key decides between two tenants registering one id at once)."""
+        ...
+
+    def flow_owners(self) -> dict[str, str]:
+        """flow id -> owning tenant, for the flows registered by a tenant's key (the others
+        are shared: deployed from files or by an admin)."""
+        ...
+
+    def record_heartbeat(self, name: str, at: datetime) -> None:
+        """Remember that `name` (e.g. "tick") ran at `at` (an upsert)."""
+        ...
+
+    def last_heartbeat(self, name: str) -> datetime | None: ...
 
 
 @runtime_checkable
@@ -310,7 +412,7 @@ class TriggerStore(Protocol):
     `tests/contract/test_trigger_store_contract.py`.
     """
 
-    def save_trigger(self, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+    def save_trigger(self, trigger: AnyTrigger, now: datetime) -> AnyTrigger:
         """Insert or replace the trigger with this id (an upsert).
 
         A new trigger's `created_at` is `trigger.created_at`, or `now` if unset; an update
@@ -321,12 +423,15 @@ class TriggerStore(Protocol):
         """
         ...
 
-    def get_trigger(self, trigger_id: str) -> ScheduleTrigger | None:
+    def get_trigger(self, trigger_id: str) -> AnyTrigger | None:
         """The trigger, or None if unknown."""
         ...
 
-    def list_triggers(self, enabled_only: bool = False) -> list[ScheduleTrigger]:
-        """Every trigger (only the enabled ones with `enabled_only`), ordered by id."""
+    def list_triggers(
+        self, enabled_only: bool = False, trigger_type: str | None = None
+    ) -> list[AnyTrigger]:
+        """Every trigger (only the enabled ones with `enabled_only`, only those of
+        `trigger_type` if given), ordered by id."""
         ...
 
     def delete_trigger(self, trigger_id: str) -> bool:
@@ -344,6 +449,20 @@ class TriggerStore(Protocol):
 
     def last_fire(self, trigger_id: str) -> TriggerFire | None:
         """The recorded fire with the latest `scheduled_for`, or None if it never fired."""
+        ...
+
+    def record_trigger_fire(self, record: TriggerFireRecord) -> None:
+        """Add one entry to the trigger's history (a webhook delivery, a matched event)."""
+        ...
+
+    def list_trigger_fires(
+        self, trigger_id: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[TriggerFireRecord]:
+        """The trigger's history, newest first (only entries before `before`, if given)."""
+        ...
+
+    def trigger_stats(self, trigger_id: str) -> TriggerStats:
+        """Counts by status, the last fire and the mean latency of the trigger's history."""
         ...
 
 

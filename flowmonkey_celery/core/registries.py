@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from flowmonkey_celery.core.child_steps import ParallelHandler, SubflowHandler
 from flowmonkey_celery.core.delay import DelayHandler
+from flowmonkey_celery.core.event_wait import WaitForEventHandler
 from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.handler_info import (
     HandlerInfo,
@@ -63,6 +65,7 @@ class HandlerRegistry:
         builtins: list[StepHandler] = [
             DelayHandler(),
             WaitForSignalHandler(),
+            WaitForEventHandler(),
             SubflowHandler(),
             ParallelHandler(),
         ]
@@ -179,6 +182,9 @@ def _as_handler(candidate: Any) -> StepHandler:
     )
 
 
+REFRESH_SECONDS = 1.0
+
+
 class FlowRegistry:
     """Validated flows by id and version. "Latest" is by semantic version (1.10.0 > 1.9.0).
 
@@ -198,8 +204,24 @@ class FlowRegistry:
         self._flows: dict[str, dict[str, Flow]] = {}
         self._lock = threading.Lock()
         self.handlers = handlers
+        # Where versions registered by other processes (through the REST API, a newer
+        # deploy) are found: asked on a miss, at most once per REFRESH_SECONDS.
+        self.source: Callable[[], Iterable[Flow]] | None = None
+        self._refreshed_at = float("-inf")
         for flow in flows:
             self.register(flow)
+
+    def _refresh(self) -> bool:
+        """Pick up versions stored since; True if it looked."""
+        now = time.monotonic()
+        if self.source is None or now - self._refreshed_at < REFRESH_SECONDS:
+            return False
+        self._refreshed_at = now
+        for flow in self.source():
+            versions = self._flows.get(flow.id, {})
+            if flow.version not in versions:
+                self.register(flow, check_configs=False)  # checked when it was stored
+        return True
 
     def register(self, flow: Flow | dict[str, Any], *, check_configs: bool = True) -> Flow:
         """Validate and add a flow (a `Flow` or FlowMonkey JSON/snake_case data).
@@ -235,6 +257,8 @@ class FlowRegistry:
             FlowNotFoundError: code FLOW_NOT_FOUND, naming what is registered.
         """
         versions = self._flows.get(flow_id)
+        if (not versions or (version is not None and version not in versions)) and self._refresh():
+            versions = self._flows.get(flow_id)
         if not versions:
             known = ", ".join(sorted(self._flows)) or "none"
             raise FlowNotFoundError(

@@ -35,6 +35,16 @@ class StepError:
 
 
 @dataclass(frozen=True)
+class EventWaitRequest:
+    """What a `wait_for_event` step waits for: an event of `event_type` whose payload has each
+    `match` path equal to its value, emitted at most `look_back` before the wait or after it."""
+
+    event_type: str
+    match: dict[str, Any]
+    look_back: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
 class StepResult:
     """The outcome of one handler call. Build it with the `Result` helpers.
 
@@ -51,6 +61,7 @@ class StepResult:
     next_step: str | None = None
     overrides_transition: bool = False
     start_children: StartChildren | None = None
+    wait_for_event: EventWaitRequest | None = None
 
 
 class Result:
@@ -126,6 +137,28 @@ class Result:
     def wait_for_signal(reason: str | None = None) -> StepResult:
         """Pause until `resume()` is called (an approval, a webhook, a person)."""
         return StepResult("wait", wait_reason=reason)
+
+    @staticmethod
+    def wait_for_event(
+        event_type: str,
+        match: dict[str, Any] | None = None,
+        *,
+        look_back: timedelta | float | int = 0,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Pause until an event of `event_type` is emitted whose payload has each `match` path
+        (e.g. `{"order_id": 42}`) equal to its value; the event (id, type, key, payload,
+        created_at) lands at the step's output_key. An event emitted up to `look_back` (a
+        timedelta or seconds) before the wait matches too: it waits in the inbox."""
+        if not isinstance(event_type, str) or not event_type:
+            raise ValueError("wait_for_event needs an event type")
+        window = as_timedelta(look_back, "look_back")
+        if window < timedelta(0):
+            raise ValueError("look_back must not be negative")
+        request = EventWaitRequest(event_type, dict(match or {}), window)
+        return StepResult(
+            "wait", wait_reason=reason or f"waiting for event {event_type}", wait_for_event=request
+        )
 
     @staticmethod
     def start_children(

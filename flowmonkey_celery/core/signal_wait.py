@@ -52,7 +52,8 @@ class WaitForSignalHandler:
         config = params.config
         reason = config.get("reason")
         if isinstance(reason, str):
-            reason = str(render_template(reason, template_context(params.input)))
+            rendered = render_template(reason, template_context(params.input))
+            reason = str(rendered) if rendered not in (None, "") else None  # found nothing
         if config.get("token", True):
             expires_ms = config.get("token_expires_ms")
             params.resume_token(

@@ -13,7 +13,7 @@ from flowmonkey_celery.core.child_steps import PARALLEL, parallel_config_issues
 from flowmonkey_celery.core.flow import SELECTOR_MODELS, SELECTOR_TYPES, Flow, Step
 from flowmonkey_celery.core.paths import split_path
 from flowmonkey_celery.core.routing import CONDITIONAL, SWITCH, routing_config_issues
-from flowmonkey_celery.core.triggers import TRIGGER_TYPES, ScheduleTrigger
+from flowmonkey_celery.core.triggers import TRIGGER_MODELS, TRIGGER_TYPES
 from flowmonkey_celery.core.versions import parse_version
 from flowmonkey_celery.errors import FlowValidationError
 
@@ -177,10 +177,11 @@ def _trigger_issues(raw_triggers: Any, flow_id: Any) -> list[Issue]:
             )
         data = {k: v for k, v in raw.items() if k not in ("flow_id", "flowId")}
         data["flow_id"] = flow_id if isinstance(flow_id, str) and flow_id else "?"  # reported
+        model = TRIGGER_MODELS[kind]
         try:
-            trigger = ScheduleTrigger.model_validate(data)
+            trigger = model.model_validate(data)
         except ValidationError as exc:
-            issues += _pydantic_issues(exc, where, ScheduleTrigger)
+            issues += _pydantic_issues(exc, where, model)
             continue
         if trigger.id in seen:
             issues.append((f"{where}.id", f"duplicate trigger id {trigger.id!r}"))

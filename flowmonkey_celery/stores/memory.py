@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
+from flowmonkey_celery.core.api_keys import ApiKey
 from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
+from flowmonkey_celery.core.ports import AnyTrigger
 from flowmonkey_celery.core.tokens import ResumeToken
-from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
-from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
+from flowmonkey_celery.core.triggers import TriggerFire, TriggerFireRecord, TriggerStats
+from flowmonkey_celery.errors import ErrorCode, ExecutionError, StoreError, VersionConflictError
 from flowmonkey_celery.stores.memory_transaction import MemoryTransaction
 
 IdempotencyScope = tuple[str | None, str, str]
@@ -33,12 +38,19 @@ class MemoryStore:
         self._executions: dict[str, Execution] = {}
         self._events: dict[str, list[HistoryEvent]] = {}
         self._idempotency: dict[IdempotencyScope, tuple[str, datetime | None]] = {}
-        self._triggers: dict[str, ScheduleTrigger] = {}
+        self._triggers: dict[str, AnyTrigger] = {}
         self._fires: dict[tuple[str, datetime], TriggerFire] = {}
         self._tokens: dict[str, ResumeToken] = {}
         self._joins: dict[str, Join] = {}
         self._jobs: dict[str, Job] = {}
         self._branches: dict[str, list[Branch]] = {}  # by join id, in index order
+        self._inbox: dict[str, Event] = {}
+        self._event_keys: dict[tuple[str | None, str | None], str] = {}
+        self._event_waits: dict[tuple[str, int], EventWait] = {}
+        self._trigger_history: list[TriggerFireRecord] = []
+        self._api_keys: dict[str, ApiKey] = {}
+        self._flow_owners: dict[str, str] = {}
+        self._heartbeats: dict[str, datetime] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTransaction]:
@@ -309,13 +321,29 @@ class MemoryStore:
                 self._events.pop(execution_id, None)
             self._tokens = {h: t for h, t in self._tokens.items() if t.execution_id not in doomed}
             self._jobs = {i: j for i, j in self._jobs.items() if j.execution_id not in doomed}
+            self._event_waits = {
+                slot: w for slot, w in self._event_waits.items() if slot[0] not in doomed
+            }
             for join_id in [j.id for j in self._joins.values() if j.parent_execution_id in doomed]:
                 del self._joins[join_id]
                 self._branches.pop(join_id, None)
             self._idempotency = {
                 scope: held for scope, held in self._idempotency.items() if held[0] not in doomed
             }
+            self._delete_dispatched_events_before(cutoff)
             return len(doomed)
+
+    def _delete_dispatched_events_before(self, cutoff: datetime) -> None:
+        """Emitted events created before `cutoff` whose dispatch finished (their keys free)."""
+        purged = {
+            event_id
+            for event_id, event in self._inbox.items()
+            if event.dispatched_at is not None and event.created_at < cutoff
+        }
+        for event_id in purged:
+            del self._inbox[event_id]
+        for scope in [s for s, event_id in self._event_keys.items() if event_id in purged]:
+            del self._event_keys[scope]
 
     def list_executions(
         self,
@@ -325,6 +353,9 @@ class MemoryStore:
         tenant_id: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> list[Execution]:
         wanted = ExecutionStatus(status) if status is not None else None
         with self._lock:
@@ -343,12 +374,61 @@ class MemoryStore:
                 if (wanted is None or e.status is wanted)
                 and (flow_id is None or e.flow_id == flow_id)
                 and (tenant_id is None or e.tenant_id == tenant_id)
+                and (created_after is None or e.created_at >= created_after)
+                and (created_before is None or e.created_at < created_before)
+                and all(
+                    key in e.metadata and _as_text(e.metadata[key]) == value
+                    for key, value in (metadata or {}).items()
+                )
             ]
             return [e.model_copy(deep=True) for e in matches[:limit]]
 
+    # -- API keys, flow owners, heartbeats ------------------------------------------------------
+
+    def save_api_key(self, key: ApiKey) -> None:
+        with self._lock:
+            if any(k.name == key.name for k in self._api_keys.values()):
+                raise ExecutionError(
+                    f"an API key named {key.name!r} exists already", ErrorCode.INVALID_ARGUMENT
+                )
+            self._api_keys[key.id] = key.model_copy(deep=True)
+
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        with self._lock:
+            found = next((k for k in self._api_keys.values() if k.key_hash == key_hash), None)
+            return found.model_copy(deep=True) if found else None
+
+    def list_api_keys(self) -> list[ApiKey]:
+        with self._lock:
+            return [k.model_copy(deep=True) for k in sorted(self._api_keys.values(), key=_name)]
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        with self._lock:
+            key = self._api_keys.get(key_id)
+            if key is None or key.revoked_at is not None:
+                return False
+            self._api_keys[key_id] = key.model_copy(update={"revoked_at": now})
+            return True
+
+    def claim_flow(self, flow_id: str, tenant_id: str) -> str:
+        with self._lock:
+            return self._flow_owners.setdefault(flow_id, tenant_id)
+
+    def flow_owners(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._flow_owners)
+
+    def record_heartbeat(self, name: str, at: datetime) -> None:
+        with self._lock:
+            self._heartbeats[name] = ensure_aware(at, "heartbeat")
+
+    def last_heartbeat(self, name: str) -> datetime | None:
+        with self._lock:
+            return self._heartbeats.get(name)
+
     # -- triggers ---------------------------------------------------------------------------
 
-    def save_trigger(self, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+    def save_trigger(self, trigger: AnyTrigger, now: datetime) -> AnyTrigger:
         now = ensure_aware(now, "now")
         with self._lock:
             existing = self._triggers.get(trigger.id)
@@ -359,17 +439,20 @@ class MemoryStore:
             self._triggers[trigger.id] = stored
             return stored.model_copy(deep=True)
 
-    def get_trigger(self, trigger_id: str) -> ScheduleTrigger | None:
+    def get_trigger(self, trigger_id: str) -> AnyTrigger | None:
         with self._lock:
             found = self._triggers.get(trigger_id)
             return found.model_copy(deep=True) if found else None
 
-    def list_triggers(self, enabled_only: bool = False) -> list[ScheduleTrigger]:
+    def list_triggers(
+        self, enabled_only: bool = False, trigger_type: str | None = None
+    ) -> list[AnyTrigger]:
         with self._lock:
             return [
                 self._triggers[key].model_copy(deep=True)
                 for key in sorted(self._triggers)
-                if self._triggers[key].enabled or not enabled_only
+                if (self._triggers[key].enabled or not enabled_only)
+                and (trigger_type is None or self._triggers[key].type == trigger_type)
             ]
 
     def delete_trigger(self, trigger_id: str) -> bool:
@@ -377,7 +460,47 @@ class MemoryStore:
             self._fires = {
                 slot: fire for slot, fire in self._fires.items() if slot[0] != trigger_id
             }
+            self._trigger_history = [r for r in self._trigger_history if r.trigger_id != trigger_id]
             return self._triggers.pop(trigger_id, None) is not None
+
+    def record_trigger_fire(self, record: TriggerFireRecord) -> None:
+        with self._lock:
+            if any(r.id == record.id for r in self._trigger_history):
+                # What SqlStore raises for the primary key of fm_trigger_history.
+                raise StoreError(
+                    f"record trigger history conflicts with data already stored: an entry "
+                    f"with id {record.id!r} exists",
+                    details={"operation": "record trigger history", "id": record.id},
+                )
+            self._trigger_history.append(record.model_copy(deep=True))
+
+    def list_trigger_fires(
+        self, trigger_id: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[TriggerFireRecord]:
+        with self._lock:
+            mine = [
+                r
+                for r in self._trigger_history
+                if r.trigger_id == trigger_id and (before is None or r.at < before)
+            ]
+            mine.sort(key=lambda r: (r.at, r.id), reverse=True)
+            return [r.model_copy(deep=True) for r in mine[:limit]]
+
+    def trigger_stats(self, trigger_id: str) -> TriggerStats:
+        with self._lock:
+            mine = [r for r in self._trigger_history if r.trigger_id == trigger_id]
+        latencies = [r.latency_ms for r in mine if r.latency_ms is not None]
+        counts = Counter(r.status for r in mine)
+        return TriggerStats(
+            trigger_id=trigger_id,
+            fires=len(mine),
+            accepted=counts["accepted"],
+            duplicate=counts["duplicate"],
+            rejected=counts["rejected"],
+            failed=counts["failed"],
+            last_fired_at=max((r.at for r in mine), default=None),
+            mean_latency_ms=sum(latencies) / len(latencies) if latencies else None,
+        )
 
     def record_fire(self, fire: TriggerFire) -> bool:
         with self._lock:
@@ -405,6 +528,22 @@ class MemoryStore:
             self._joins.clear()
             self._jobs.clear()
             self._branches.clear()
+            self._inbox.clear()
+            self._event_keys.clear()
+            self._event_waits.clear()
+            self._trigger_history.clear()
+            self._api_keys.clear()
+            self._flow_owners.clear()
+            self._heartbeats.clear()
+
+
+def _name(key: ApiKey) -> str:
+    return key.name
+
+
+def _as_text(value: object) -> str:
+    """A metadata value as the filter compares it: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _scope(execution: Execution) -> IdempotencyScope | None:

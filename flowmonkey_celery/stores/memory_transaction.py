@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
+from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution
+from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.errors import ErrorCode, ExecutionError
@@ -239,6 +241,117 @@ class MemoryTransaction:
             cancelled = {"status": JobStatus.CANCELLED, "runner_id": None, "updated_at": now}
             self._set_job(job, job.model_copy(update={**cancelled, "lease_expires_at": None}))
         return len(live)
+
+    # -- events and the waits for them ------------------------------------------------------
+
+    def insert_event(self, event: Event) -> bool:
+        store = self._store
+        scope = (event.tenant_id, event.key)
+        if event.key is not None and scope in store._event_keys:
+            return False
+        if event.id in store._inbox:
+            return False
+        store._inbox[event.id] = event.model_copy(deep=True)
+        if event.key is not None:
+            store._event_keys[scope] = event.id
+
+        def undo() -> None:
+            store._inbox.pop(event.id, None)
+            if event.key is not None and store._event_keys.get(scope) == event.id:
+                del store._event_keys[scope]
+
+        self._undo.append(undo)
+        return True
+
+    def get_event(self, event_id: str) -> Event | None:
+        found = self._store._inbox.get(event_id)
+        return found.model_copy(deep=True) if found else None
+
+    def get_event_by_key(self, key: str, tenant_id: str | None) -> Event | None:
+        event_id = self._store._event_keys.get((tenant_id, key))
+        return self.get_event(event_id) if event_id is not None else None
+
+    def list_events(
+        self,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        since: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        events = sorted(self._store._inbox.values(), key=lambda e: (e.created_at, e.id))
+        if after is not None:
+            last = self._store._inbox.get(after)
+            if last is None:
+                return []
+            events = [e for e in events if (e.created_at, e.id) > (last.created_at, last.id)]
+        chosen = [
+            e
+            for e in events
+            if (event_type is None or e.type == event_type)
+            and (tenant_id is None or e.tenant_id == tenant_id)
+            and (since is None or e.created_at >= since)
+        ]
+        return [e.model_copy(deep=True) for e in chosen[:limit]]
+
+    def mark_event_dispatched(self, event_id: str, now: datetime) -> bool:
+        now = ensure_aware(now, "dispatched_at")
+        inbox = self._store._inbox
+        event = inbox.get(event_id)
+        if event is None or event.dispatched_at is not None:
+            return False
+        inbox[event_id] = event.model_copy(update={"dispatched_at": now})
+        self._undo.append(lambda: inbox.__setitem__(event_id, event))
+        return True
+
+    def find_undispatched_events(self, created_before: datetime, limit: int) -> list[Event]:
+        waiting = sorted(
+            (
+                e
+                for e in self._store._inbox.values()
+                if e.dispatched_at is None and e.created_at < created_before
+            ),
+            key=lambda e: (e.created_at, e.id),
+        )
+        return [e.model_copy(deep=True) for e in waiting[:limit]]
+
+    def insert_event_wait(self, wait: EventWait) -> None:
+        waits = self._store._event_waits
+        slot = (wait.execution_id, wait.sequence)
+        previous = waits.get(slot)
+        waits[slot] = wait.model_copy(deep=True)
+
+        def undo() -> None:
+            if previous is None:
+                waits.pop(slot, None)
+            else:
+                waits[slot] = previous
+
+        self._undo.append(undo)
+
+    def find_event_waits(self, event_type: str, *, limit: int = 1000) -> list[EventWait]:
+        found = sorted(
+            (w for w in self._store._event_waits.values() if w.event_type == event_type),
+            key=lambda w: (w.created_at, w.execution_id),
+        )
+        return [w.model_copy(deep=True) for w in found[:limit]]
+
+    def take_event_wait(self, execution_id: str, sequence: int) -> EventWait | None:
+        waits = self._store._event_waits
+        slot = (execution_id, sequence)
+        taken = waits.pop(slot, None)
+        if taken is not None:
+            self._undo.append(lambda: waits.__setitem__(slot, taken))
+        return taken.model_copy(deep=True) if taken else None
+
+    def delete_event_waits(self, execution_id: str) -> int:
+        waits = self._store._event_waits
+        gone = {slot: w for slot, w in waits.items() if slot[0] == execution_id}
+        for slot in gone:
+            del waits[slot]
+        self._undo.append(lambda: waits.update(gone))
+        return len(gone)
 
     def _set_job(self, old: Job, new: Job) -> None:
         stored = self._store._jobs

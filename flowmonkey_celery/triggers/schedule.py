@@ -184,8 +184,8 @@ def fire_due_schedules(
     """
     now = ensure_aware(now, "now")
     recorded: list[TriggerFire] = []
-    for trigger in triggers_store.list_triggers(enabled_only=True):
-        if trigger.type != SCHEDULE or not trigger.enabled:
+    for trigger in triggers_store.list_triggers(enabled_only=True, trigger_type=SCHEDULE):
+        if not isinstance(trigger, ScheduleTrigger) or not trigger.enabled:
             continue
         try:
             fire = _fire_if_due(engine, triggers_store, trigger, now, dispatch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
@@ -802,3 +802,136 @@ def test_keyset_paging_combines_with_filters(store: Store) -> None:
     second_page = store.list_executions(status="running", limit=3, after=first_page[-1].id)
 
     assert [e.id for e in first_page + second_page] == running
+
+
+def test_a_cursor_naming_no_execution_is_invalid_argument(store: Store) -> None:
+    last = create(store, created_at=at(10))
+
+    with pytest.raises(ExecutionError) as raised:
+        store.list_executions(after="no-such-execution")
+    with pytest.raises(ExecutionError):
+        store.list_executions(after="no-such-execution", status="running", metadata={"a": "b"})
+
+    assert raised.value.code == ErrorCode.INVALID_ARGUMENT
+    assert store.list_executions(after=last.id) == []  # the end of the list, not an error
+
+
+# -- list_executions: creation time and metadata -------------------------------------------------
+
+
+def test_created_after_is_inclusive_and_created_before_exclusive(store: Store) -> None:
+    made = {seconds: create(store, created_at=at(seconds)).id for seconds in (0, 10, 20, 30)}
+
+    def seconds(**filters: Any) -> list[int]:
+        by_id = {execution_id: s for s, execution_id in made.items()}
+        return [by_id[e.id] for e in store.list_executions(**filters)]
+
+    assert seconds(created_after=at(10)) == [10, 20, 30]
+    assert seconds(created_before=at(30)) == [0, 10, 20]
+    assert seconds(created_after=at(10), created_before=at(30)) == [10, 20]
+    assert seconds(created_after=at(10), created_before=at(10)) == []
+    assert seconds(created_after=at(10.5), created_before=at(20.5)) == [20]
+    assert seconds(created_after=at(31)) == []
+    # The same instants written in another zone.
+    minus_five = timezone(timedelta(hours=-5))
+    assert seconds(
+        created_after=at(10).astimezone(minus_five), created_before=at(30).astimezone(minus_five)
+    ) == [10, 20]
+
+
+METADATA_CASES: dict[str, dict[str, Any]] = {
+    "text": {"region": "eu", "priority": "42", "vip": "true", "team.name": "a\"b'c"},
+    "number": {"region": "us", "priority": 42, "ratio": 1.5, "weight": 2.0},
+    "boolean": {"region": "eu", "vip": True, "trial": False},
+    "one": {"vip": 1, "priority": 42.0, "ratio": "1.50"},
+    "null": {"note": None, "region": "EU"},
+    "empty": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"region": "eu"}, {"text", "boolean"}),
+        ({"region": "EU"}, {"null"}),  # text compares exactly
+        ({"region": '"eu"'}, set()),  # no JSON quoting of text values
+        ({"priority": "42"}, {"text", "number"}),  # 42.0 is written "42.0"
+        ({"priority": "42.0"}, {"one"}),
+        ({"ratio": "1.5"}, {"number"}),
+        ({"ratio": "1.50"}, {"one"}),
+        ({"weight": "2.0"}, {"number"}),
+        ({"weight": "2"}, set()),
+        ({"vip": "true"}, {"text", "boolean"}),
+        ({"vip": "1"}, {"one"}),  # a number 1 is not true, nor true 1
+        ({"vip": "True"}, set()),
+        ({"trial": "false"}, {"boolean"}),
+        ({"trial": "0"}, set()),
+        ({"note": "null"}, {"null"}),
+        ({"team.name": "a\"b'c"}, {"text"}),  # any key, any characters
+        ({"missing": "eu"}, set()),
+        ({"missing": "null"}, set()),  # a missing key is not a null value
+        ({"region": "eu", "vip": "true"}, {"text", "boolean"}),  # every key must match
+        ({"region": "eu", "priority": "42"}, {"text"}),
+        ({"region": "us", "vip": "true"}, set()),
+        ({}, set(METADATA_CASES)),
+    ],
+    ids=repr,
+)
+def test_metadata_filters_compare_text_and_json_text(
+    store: Store, metadata: dict[str, str], expected: set[str]
+) -> None:
+    ids = {
+        create(store, id=f"meta-{name}", metadata=values).id: name
+        for name, values in METADATA_CASES.items()
+    }
+
+    found = {ids[e.id] for e in store.list_executions(metadata=metadata)}
+
+    assert found == expected
+
+
+def test_metadata_and_creation_filters_combine_with_status_tenant_and_keyset_paging(
+    store: Store,
+) -> None:
+    expected: list[str] = []
+    for i in range(40):
+        running, acme, eu, seconds = i % 2 == 1, i % 3 != 0, i % 4 != 3, i // 2
+        create(
+            store,
+            id=f"combo-{i:02d}",
+            created_at=at(seconds),  # two per instant: ties broken by id
+            status=ExecutionStatus.RUNNING if running else ExecutionStatus.WAITING,
+            tenant_id="acme" if acme else "globex",
+            metadata={"region": "eu" if eu else "us", "n": i},
+        )
+        if running and acme and eu and 2 <= seconds < 17:
+            expected.append(f"combo-{i:02d}")
+    filters: dict[str, Any] = {
+        "status": "running",
+        "tenant_id": "acme",
+        "metadata": {"region": "eu"},
+        "created_after": at(2),
+        "created_before": at(17),
+    }
+
+    seen: list[str] = []
+    after: str | None = None
+    for _ in range(20):
+        page = store.list_executions(limit=2, after=after, **filters)
+        if not page:
+            break
+        assert len(page) <= 2
+        seen += [e.id for e in page]
+        after = page[-1].id
+
+    assert expected == ["combo-05", "combo-13", "combo-17", "combo-25", "combo-29"]
+    assert seen == expected
+    assert [e.id for e in store.list_executions(**filters)] == expected
+    assert [e.id for e in store.list_executions(limit=2, after="combo-06", **filters)] == [
+        "combo-13",
+        "combo-17",
+    ]
+    assert [e.id for e in store.list_executions(metadata={"n": "7"}, status="running")] == [
+        "combo-07"
+    ]
+    assert store.list_executions(metadata={"n": "7", "region": "eu"}) == []

@@ -8,8 +8,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+import pytest
+
 from flowmonkey_celery.core.ports import TriggerStore
-from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
+from flowmonkey_celery.core.triggers import (
+    EventTrigger,
+    HttpTrigger,
+    ScheduleTrigger,
+    TriggerAuth,
+    TriggerFire,
+    TriggerFireRecord,
+    TriggerStats,
+)
+from flowmonkey_celery.errors import ErrorCode, StoreError
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 R = TypeVar("R")
@@ -29,6 +40,63 @@ def make_trigger(trigger_id: str = "daily-report", **fields: Any) -> ScheduleTri
         "static_context": {"reportType": "daily", "recipients": ["a@example.com"], "n": 1.5},
     }
     return ScheduleTrigger(**{**values, **fields})
+
+
+def make_http_trigger(trigger_id: str = "shop-orders", **fields: Any) -> HttpTrigger:
+    """Every field away from its default, so that a lost one shows."""
+    values: dict[str, Any] = {
+        "id": trigger_id,
+        "name": "Shop orders",
+        "flow_id": "process-order",
+        "enabled": True,
+        "tenant_id": "acme",
+        "input_schema": {
+            "type": "object",
+            "required": ["order"],
+            "properties": {"order": {"type": "object", "properties": {"total": {"minimum": 0}}}},
+        },
+        "auth": TriggerAuth(
+            type="hmac",
+            secret="a-secret-of-sixteen-chars",
+            scheme="github",
+            header="X-Shop-Signature",
+            tolerance_seconds=60,
+        ),
+        "max_body_bytes": 4096,
+        "idempotency_key_path": "order.id",
+        "context_mapping": {"order": "order", "raw": ""},
+        "static_context": {"channel": "web", "weights": [0.25, 1]},
+    }
+    return HttpTrigger(**{**values, **fields})
+
+
+def make_event_trigger(trigger_id: str = "on-paid", **fields: Any) -> EventTrigger:
+    values: dict[str, Any] = {
+        "id": trigger_id,
+        "name": "Ship paid orders",
+        "flow_id": "ship-order",
+        "tenant_id": "acme",
+        "event_type": "order.paid",
+        "conditions": [
+            {"path": "order.total", "op": "gte", "value": 10.5},
+            {"any": [{"path": "order.country", "op": "in", "value": ["DE", "FR"]}]},
+        ],
+        "context_key": "event",
+        "static_context": {"priority": "high"},
+    }
+    return EventTrigger(**{**values, **fields})
+
+
+def record(trigger_id: str = "shop-orders", seconds: float = 0, **fields: Any) -> TriggerFireRecord:
+    values: dict[str, Any] = {
+        "id": f"{trigger_id}-{seconds}",
+        "trigger_id": trigger_id,
+        "at": at(seconds),
+        "status": "accepted",
+        "latency_ms": 10.0,
+        "execution_id": f"exec-{seconds}",
+    }
+    return TriggerFireRecord(**{**values, **fields})
 
 
 def fire(trigger_id: str = "daily-report", slot: float = 0, **fields: Any) -> TriggerFire:
@@ -189,6 +257,211 @@ def test_concurrent_saves_of_one_new_trigger_leave_one_trigger(store: TriggerSto
     (stored,) = store.list_triggers()
     assert stored.name in {f"writer {i}" for i in range(8)}
     assert stored.created_at in {at(i) for i in range(8)}
+
+
+# -- every trigger type -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        make_http_trigger(),
+        make_http_trigger(auth=TriggerAuth(type="bearer", secret_env="SHOP_TOKEN"), name=None),
+        make_http_trigger(
+            auth=TriggerAuth(), input_schema=None, tenant_id=None, context_mapping=None
+        ),
+        make_event_trigger(),
+        make_event_trigger(conditions={"not": {"path": "test", "op": "eq", "value": True}}),
+        make_event_trigger(conditions=None, context_key=None, tenant_id=None, enabled=False),
+    ],
+    ids=["http-hmac", "http-bearer-env", "http-open", "event", "event-one-condition", "event-bare"],
+)
+def test_http_and_event_triggers_round_trip_exactly(
+    store: TriggerStore, trigger: HttpTrigger | EventTrigger
+) -> None:
+    saved = store.save_trigger(trigger, at(5))
+
+    assert saved == trigger.model_copy(update={"created_at": at(5), "updated_at": at(5)})
+    loaded = store.get_trigger(trigger.id)
+    assert loaded == saved
+    assert type(loaded) is type(trigger)
+    assert store.list_triggers() == [saved]
+    assert store.list_triggers(trigger_type=trigger.type) == [saved]
+
+
+def test_every_type_is_listed_by_id_and_filtered_by_type(store: TriggerStore) -> None:
+    store.save_trigger(make_trigger("c-schedule"), T0)
+    store.save_trigger(make_http_trigger("a-http"), T0)
+    store.save_trigger(make_event_trigger("b-event"), T0)
+    store.save_trigger(make_http_trigger("d-http-off", enabled=False), T0)
+    store.save_trigger(make_event_trigger("e-event-off", enabled=False), T0)
+
+    def ids(**filters: Any) -> list[str]:
+        return [t.id for t in store.list_triggers(**filters)]
+
+    assert ids() == ["a-http", "b-event", "c-schedule", "d-http-off", "e-event-off"]
+    assert ids(enabled_only=True) == ["a-http", "b-event", "c-schedule"]
+    assert ids(trigger_type="http") == ["a-http", "d-http-off"]
+    assert ids(trigger_type="event") == ["b-event", "e-event-off"]
+    assert ids(trigger_type="schedule") == ["c-schedule"]
+    assert ids(trigger_type="http", enabled_only=True) == ["a-http"]
+    assert ids(trigger_type="event", enabled_only=True) == ["b-event"]
+    assert ids(trigger_type="nope") == []
+    assert [type(t) for t in store.list_triggers()] == [
+        HttpTrigger,
+        EventTrigger,
+        ScheduleTrigger,
+        HttpTrigger,
+        EventTrigger,
+    ]
+
+
+def test_saving_an_http_trigger_again_replaces_its_settings(store: TriggerStore) -> None:
+    store.save_trigger(make_http_trigger(), at(0))
+    changed = make_http_trigger(
+        auth=TriggerAuth(type="bearer", secret="another-secret-16-chars"),
+        input_schema=None,
+        idempotency_key_path=None,
+        context_mapping=None,
+        context_key="body",
+        max_body_bytes=1,
+    )
+
+    saved = store.save_trigger(changed, at(60))
+
+    assert saved == changed.model_copy(update={"created_at": at(0), "updated_at": at(60)})
+    assert store.get_trigger("shop-orders") == saved
+
+
+def test_an_id_saved_again_as_another_type_is_that_type(store: TriggerStore) -> None:
+    store.save_trigger(make_trigger("one"), at(0))
+
+    saved = store.save_trigger(make_event_trigger("one"), at(10))
+
+    assert store.get_trigger("one") == saved
+    assert isinstance(saved, EventTrigger) and saved.created_at == at(0)
+    assert store.list_triggers(trigger_type="schedule") == []
+    assert store.list_triggers(trigger_type="event") == [saved]
+
+
+# -- history of HTTP and event triggers ---------------------------------------------------------
+
+
+def test_a_history_entry_reads_back_with_every_field(store: TriggerStore) -> None:
+    entry = record(
+        status="failed",
+        latency_ms=12.75,
+        execution_id=None,
+        event_id="event-1",
+        error={"code": "FLOW_NOT_FOUND", "details": {"flow_id": "gone", "tries": [1, 2.5]}},
+        at=datetime(2026, 1, 5, 10, 0, 0, 250000, tzinfo=timezone(timedelta(hours=1))),
+    )
+
+    store.record_trigger_fire(entry)
+
+    (loaded,) = store.list_trigger_fires("shop-orders")
+    assert loaded == entry
+    assert loaded.at == T0.replace(microsecond=250000)
+    assert loaded.at.utcoffset() == timedelta(0)
+
+
+def test_a_history_entry_with_a_taken_id_is_refused_and_the_first_kept(
+    store: TriggerStore,
+) -> None:
+    first = record(seconds=0, status="accepted")
+    store.record_trigger_fire(first)
+
+    with pytest.raises(StoreError) as raised:
+        store.record_trigger_fire(first.model_copy(update={"at": at(5), "status": "failed"}))
+
+    assert raised.value.code == ErrorCode.STORE_CONFLICT
+    assert store.list_trigger_fires("shop-orders") == [first]
+    assert store.trigger_stats("shop-orders").fires == 1
+
+
+def test_history_is_newest_first_with_a_limit_and_pages_before_an_instant(
+    store: TriggerStore,
+) -> None:
+    for seconds in (30, 0, 20, 10, 40):
+        store.record_trigger_fire(record(seconds=seconds))
+    store.record_trigger_fire(record("other", seconds=35))
+
+    def seconds(**options: Any) -> list[float]:
+        return [
+            (r.at - T0).total_seconds() for r in store.list_trigger_fires("shop-orders", **options)
+        ]
+
+    assert seconds() == [40, 30, 20, 10, 0]
+    assert seconds(limit=2) == [40, 30]
+    assert seconds(limit=2, before=at(30)) == [20, 10]  # strictly before
+    assert seconds(before=at(10)) == [0]
+    assert seconds(before=at(0)) == []
+    assert seconds(before=at(25).astimezone(timezone(timedelta(hours=3)))) == [20, 10, 0]
+    assert store.list_trigger_fires("never-fired") == []
+
+
+def test_entries_at_the_same_instant_come_newest_id_first(store: TriggerStore) -> None:
+    for entry_id in ("b", "c", "a"):
+        store.record_trigger_fire(record(id=entry_id, seconds=5))
+
+    assert [r.id for r in store.list_trigger_fires("shop-orders")] == ["c", "b", "a"]
+
+
+def test_stats_count_each_status_and_average_the_known_latencies(store: TriggerStore) -> None:
+    entries = [
+        record(seconds=0, latency_ms=10.0),
+        record(seconds=10, latency_ms=20.0, status="duplicate"),
+        record(seconds=50, latency_ms=None, status="rejected"),
+        record(seconds=20, latency_ms=30.0, status="rejected"),
+        record(seconds=30, latency_ms=40.0, status="accepted"),
+        record(seconds=40, latency_ms=5.0, status="failed"),
+    ]
+    for entry in entries:
+        store.record_trigger_fire(entry)
+    store.record_trigger_fire(record("other", seconds=99, latency_ms=1000.0))
+
+    stats = store.trigger_stats("shop-orders")
+
+    assert stats == TriggerStats(
+        trigger_id="shop-orders",
+        fires=6,
+        accepted=2,
+        duplicate=1,
+        rejected=2,
+        failed=1,
+        last_fired_at=at(50),
+        mean_latency_ms=21.0,
+    )
+    assert stats.last_fired_at is not None and stats.last_fired_at.utcoffset() == timedelta(0)
+
+
+def test_a_trigger_without_history_has_empty_stats(store: TriggerStore) -> None:
+    store.record_trigger_fire(record("other"))
+
+    assert store.trigger_stats("shop-orders") == TriggerStats(trigger_id="shop-orders")
+
+
+def test_stats_without_any_latency_have_no_mean(store: TriggerStore) -> None:
+    store.record_trigger_fire(record(latency_ms=None, status="rejected"))
+
+    stats = store.trigger_stats("shop-orders")
+
+    assert stats.fires == 1 and stats.rejected == 1
+    assert stats.mean_latency_ms is None and stats.last_fired_at == T0
+
+
+def test_delete_removes_the_triggers_history(store: TriggerStore) -> None:
+    store.save_trigger(make_http_trigger(), T0)
+    store.save_trigger(make_event_trigger(), T0)
+    store.record_trigger_fire(record(seconds=0))
+    store.record_trigger_fire(record(seconds=1))
+    store.record_trigger_fire(record("on-paid", seconds=2))
+
+    assert store.delete_trigger("shop-orders") is True
+
+    assert store.list_trigger_fires("shop-orders") == []
+    assert store.trigger_stats("shop-orders") == TriggerStats(trigger_id="shop-orders")
+    assert store.list_trigger_fires("on-paid") == [record("on-paid", seconds=2)]
 
 
 # -- fires --------------------------------------------------------------------------------------

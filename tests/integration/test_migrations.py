@@ -11,21 +11,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from flowmonkey_celery import ErrorCode, Execution, Flow
+from flowmonkey_celery.core.api_keys import new_api_key
+from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import SchemaOutdatedError
 from flowmonkey_celery.stores.sql import SqlStore
 from flowmonkey_celery.stores.sql.migrations import (
     VERSION_TABLE,
+    alembic_config,
     current_revision,
     head_revision,
+    upgrade,
 )
-from flowmonkey_celery.stores.sql.schema import metadata
+from flowmonkey_celery.stores.sql.schema import metadata, triggers
 from flowmonkey_celery.stores.sql.types import UtcDateTime
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -40,6 +45,21 @@ FM_TABLES = {
     "fm_trigger_fires",
     "fm_resume_tokens",
     "fm_jobs",
+    "fm_inbox_events",
+    "fm_event_waits",
+    "fm_trigger_history",
+    "fm_api_keys",
+    "fm_flow_owners",
+    "fm_heartbeats",
+}
+# What 0005 adds (and its downgrade drops).
+TABLES_OF_0005 = {
+    "fm_inbox_events",
+    "fm_event_waits",
+    "fm_trigger_history",
+    "fm_api_keys",
+    "fm_flow_owners",
+    "fm_heartbeats",
 }
 GREETING = Flow.from_dict(
     {
@@ -123,6 +143,83 @@ def test_migrating_twice_is_a_no_op_that_keeps_the_data(store: SqlStore) -> None
     assert schema_differences(store.engine) == []
     assert store.get_execution("kept-across-migrations") == an_execution()
     assert store.list_flow_definitions() == [GREETING]
+
+
+def test_a_schedule_trigger_stored_before_other_trigger_types_still_loads(
+    store: SqlStore,
+) -> None:
+    upgrade(store.engine, "0004")
+    with store.engine.begin() as connection:
+        # The row as the schedule-only code wrote it: its fields, and no others, in `config`.
+        connection.execute(
+            insert(triggers).values(
+                id="daily",
+                type="schedule",
+                name="Daily",
+                flow_id="report",
+                enabled=True,
+                config={
+                    "schedule": "0 9 * * *",
+                    "timezone": "Europe/Berlin",
+                    "static_context": {"kind": "daily", "n": 1.5},
+                },
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    store.record_fire(TriggerFire(trigger_id="daily", scheduled_for=T0, fired_at=T0))
+
+    store.migrate()
+
+    expected = ScheduleTrigger(
+        id="daily",
+        name="Daily",
+        flow_id="report",
+        schedule="0 9 * * *",
+        timezone="Europe/Berlin",
+        static_context={"kind": "daily", "n": 1.5},
+        created_at=T0,
+        updated_at=T0,
+    )
+    assert store.get_trigger("daily") == expected
+    assert store.list_triggers(enabled_only=True, trigger_type="schedule") == [expected]
+    assert store.list_triggers() == [expected]
+    assert store.last_fire("daily") == TriggerFire(
+        trigger_id="daily", scheduled_for=T0, fired_at=T0
+    )
+    assert store.save_trigger(expected.model_copy(update={"name": "Renamed"}), T0).name == (
+        "Renamed"
+    )
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config()
+    with engine.connect() as connection, connection.begin():
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_downgrading_0005_drops_its_tables_and_upgrading_again_restores_them(
+    store: SqlStore,
+) -> None:
+    store.migrate()
+    store.create_execution(an_execution(), now=T0)
+
+    _downgrade(store.engine, "0004")
+
+    tables = {t for t in inspect(store.engine).get_table_names() if t.startswith("fm_")}
+    assert current_revision(store.engine) == "0004"
+    assert tables == (FM_TABLES - TABLES_OF_0005) | {VERSION_TABLE}
+    assert store.get_execution("kept-across-migrations") == an_execution()
+
+    store.migrate()
+
+    assert current_revision(store.engine) == head_revision()
+    assert schema_differences(store.engine) == []
+    store.save_api_key(new_api_key("ops", T0, admin=True).record)
+    assert store.claim_flow("greeting", "acme") == "acme"
+    store.record_heartbeat("tick", T0)
+    assert store.last_heartbeat("tick") == T0
 
 
 # -- refusing an outdated schema -----------------------------------------------------------------

@@ -8,13 +8,14 @@ every beat tick once it holds millions of finished executions.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
-from flowmonkey_celery.stores.sql import SqlStore
+from flowmonkey_celery.stores.sql import SqlStore, listing
 from flowmonkey_celery.stores.sql.schema import executions
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -88,3 +89,54 @@ def test_listing_pages_use_an_index(postgres_url: str, where: Any) -> None:
     plan = _plan(store, query)
     store.dispose()
     assert "Seq Scan on fm_executions" not in plan, plan
+
+
+# -- list_executions, as the store builds it (stores/sql/listing.py) -----------------------------
+
+LISTINGS: dict[str, dict[str, Any]] = {
+    "all": {},
+    "status": {"status": "waiting"},
+    "flow": {"flow_id": "orders"},
+    "tenant": {"tenant_id": "acme"},
+    "created range": {"created_after": NOW, "created_before": NOW},
+    "metadata": {"metadata": {"region": "eu", "priority": "42", "note": "null"}},
+    "everything": {
+        "status": "running",
+        "tenant_id": "acme",
+        "created_after": NOW,
+        "created_before": NOW,
+        "metadata": {"region": "eu"},
+    },
+}
+
+
+@pytest.mark.parametrize("after", [None, "x"], ids=["first page", "next page"])
+@pytest.mark.parametrize("name", list(LISTINGS))
+def test_the_stores_listing_queries_use_an_index(
+    postgres_url: str, name: str, after: str | None
+) -> None:
+    query = listing.list_query("postgresql", after=after, **LISTINGS[name])
+    store = SqlStore(postgres_url)
+    plan = _plan(store, query)
+    store.dispose()
+    assert "Seq Scan on fm_executions" not in plan, plan
+    assert "Index" in plan, plan
+
+
+@pytest.mark.parametrize("after", [None, "x"], ids=["first page", "next page"])
+@pytest.mark.parametrize("name", list(LISTINGS))
+def test_the_stores_listing_queries_use_an_index_on_sqlite(
+    tmp_path: Path, name: str, after: str | None
+) -> None:
+    query = listing.list_query("sqlite", after=after, **LISTINGS[name])
+    store = SqlStore(f"sqlite:///{tmp_path}/flowmonkey.db")
+    store.migrate()
+    compiled = query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    with store.engine.connect() as connection:
+        plan = "\n".join(
+            str(row[-1]) for row in connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+        )
+    store.dispose()
+    # A full scan reads "SCAN fm_executions" with no index after it.
+    scans = [line for line in plan.splitlines() if "fm_executions" in line]
+    assert scans and all("INDEX" in line for line in scans), plan

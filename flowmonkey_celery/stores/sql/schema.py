@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from flowmonkey_celery.stores.sql.types import JsonDocument, UtcDateTime
@@ -238,4 +239,97 @@ join_branches = Table(
     Column("output", JsonDocument),
     Column("error", JsonDocument),
     Column("finished_at", UtcDateTime),
+)
+
+# Emitted events (`emit(type, payload, key=None)`), kept as an inbox. (`fm_events` is the
+# executions' history.) `dedupe_key` encodes (tenant, key) so that a unique index can decide
+# which of two emits of one key is stored: NULL tenants would never collide in a unique index
+# on (tenant_id, key). It is NULL for an event without a key (NULLs never collide).
+inbox_events = Table(
+    "fm_inbox_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(200), nullable=False),
+    Column("payload", JsonDocument),
+    Column("key", String(500)),
+    Column("tenant_id", String(200)),
+    Column("source", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("dispatched_at", UtcDateTime),
+    Column("dedupe_key", Text),
+    Index(None, "dedupe_key", unique=True),
+    Index(None, "created_at", "id"),
+    Index(None, "type", "created_at", "id"),
+    # Only the few events whose dispatch has not finished (the tick's sweep looks for them).
+    Index(
+        "ix_fm_inbox_events_undispatched",
+        "created_at",
+        "id",
+        postgresql_where=text("dispatched_at IS NULL"),
+        sqlite_where=text("dispatched_at IS NULL"),
+    ),
+)
+
+# `wait_for_event` steps waiting: taken (deleted) once, by whoever resumes the execution.
+event_waits = Table(
+    "fm_event_waits",
+    metadata,
+    Column("execution_id", ID, primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("step_id", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("match", JsonDocument, nullable=False),
+    Column("tenant_id", String(200)),
+    Column("since", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "event_type", "created_at"),
+)
+
+# What happened each time an HTTP or event trigger fired (schedule slots: fm_trigger_fires).
+trigger_history = Table(
+    "fm_trigger_history",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("trigger_id", String(200), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("latency_ms", Float),
+    Column("execution_id", ID),
+    Column("event_id", ID),
+    Column("error", JsonDocument),
+    Index(None, "trigger_id", "at"),
+)
+
+# -- what the REST API keeps (stores/sql/operators.py) -----------------------------------------
+
+# Only a key's SHA-256 is stored (like a resume token's); it is looked up by that hash.
+api_keys = Table(
+    "fm_api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("tenant_id", String(200)),
+    Column("admin", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Index(None, "key_hash", unique=True),
+    Index(None, "name", unique=True),
+)
+
+# Which tenant registered a flow id through the API: the primary key decides between two
+# tenants registering one id at once (first claimer wins).
+flow_owners = Table(
+    "fm_flow_owners",
+    metadata,
+    Column("flow_id", String(200), primary_key=True),
+    Column("tenant_id", String(200), nullable=False),
+)
+
+# When each periodic process ("tick", "api") last ran: one row per name, upserted.
+heartbeats = Table(
+    "fm_heartbeats",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
 )

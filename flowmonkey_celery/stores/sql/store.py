@@ -18,26 +18,27 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
+from flowmonkey_celery.core.api_keys import ApiKey
 from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.jobs import Job
-from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
+from flowmonkey_celery.core.ports import AnyTrigger
+from flowmonkey_celery.core.triggers import TriggerFire, TriggerFireRecord, TriggerStats
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
     StoreUnavailableError,
     VersionConflictError,
 )
-from flowmonkey_celery.stores.sql import flow_definitions, migrations, one_trip
+from flowmonkey_celery.stores.sql import flow_definitions, listing, migrations, one_trip, operators
 from flowmonkey_celery.stores.sql import jobs as sql_jobs
 from flowmonkey_celery.stores.sql import joins as sql_joins
 from flowmonkey_celery.stores.sql import triggers as trigger_rows
@@ -50,9 +51,11 @@ from flowmonkey_celery.stores.sql.rows import (
     execution_row,
 )
 from flowmonkey_celery.stores.sql.schema import (
+    event_waits,
     events,
     executions,
     idempotency_keys,
+    inbox_events,
     jobs,
     join_branches,
     joins,
@@ -85,8 +88,8 @@ _WAITING = ExecutionStatus.WAITING.value
 
 
 class SqlStore:
-    """The `Store` and `TriggerStore` protocols on SQLAlchemy 2 (PostgreSQL via psycopg2, or
-    SQLite).
+    """The `Store`, `TriggerStore` and `OperatorStore` protocols on SQLAlchemy 2 (PostgreSQL
+    via psycopg2, or SQLite).
 
     Args:
         url: a database URL (`postgresql+psycopg2://user@host/db`, `sqlite:///flowmonkey.db`)
@@ -469,35 +472,45 @@ class SqlStore:
         tenant_id: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> list[Execution]:
-        query = select(executions)
-        if status is not None:
-            query = query.where(executions.c.status == ExecutionStatus(status).value)
-        if flow_id is not None:
-            query = query.where(executions.c.flow_id == flow_id)
-        if tenant_id is not None:
-            query = query.where(executions.c.tenant_id == tenant_id)
-        with self._transaction("list executions", write=False) as conn:
-            if after is not None:
-                anchor = conn.execute(
-                    select(executions.c.created_at).where(executions.c.id == after)
-                ).scalar()
-                if anchor is None:
-                    raise ExecutionError(
-                        f"paging cursor {after!r} names no execution", ErrorCode.INVALID_ARGUMENT
-                    )
-                query = query.where(
-                    tuple_(executions.c.created_at, executions.c.id) > tuple_(anchor, after)
+        """One statement (see listing.py); the cursor is checked only when the page is empty,
+        the one case a cursor naming no execution cannot be told from the end of the list."""
+        query = listing.list_query(
+            self._dialect,
+            status=status,
+            flow_id=flow_id,
+            tenant_id=tenant_id,
+            limit=limit,
+            after=after,
+            created_after=created_after,
+            created_before=created_before,
+            metadata=metadata,
+        )
+        page = self._fetch(query, "list executions")
+        if not page and after is not None:
+            known = select(executions.c.id).where(executions.c.id == after)
+            if self._read("list executions", lambda conn: conn.execute(known).first()) is None:
+                raise ExecutionError(
+                    f"paging cursor {after!r} names no execution", ErrorCode.INVALID_ARGUMENT
                 )
-            query = query.order_by(executions.c.created_at, executions.c.id).limit(limit)
-            return [execution_from_row(row) for row in conn.execute(query).mappings()]
+        return page
 
     # -- retention ------------------------------------------------------------------------------
 
     def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
         """Delete completed, failed and cancelled executions that finished before `cutoff`,
-        with their events, idempotency keys, resume tokens and jobs, `batch_size` at a time
-        (each batch its own short transaction). Returns how many executions were deleted."""
+        with their events, idempotency keys, resume tokens, jobs, joins and event waits,
+        `batch_size` at a time (each batch its own short transaction); then the emitted events
+        created before `cutoff` whose dispatch finished, in batches too. Returns how many
+        executions were deleted."""
+        deleted = self._delete_executions_before(cutoff, batch_size)
+        self._delete_dispatched_events_before(cutoff, batch_size)
+        return deleted
+
+    def _delete_executions_before(self, cutoff: datetime, batch_size: int) -> int:
         deleted = 0
         while True:
             with self._transaction("delete finished executions") as conn:
@@ -513,7 +526,7 @@ class SqlStore:
                 )
                 if not ids:
                     return deleted
-                for table in (events, idempotency_keys, resume_tokens, jobs):
+                for table in (events, idempotency_keys, resume_tokens, jobs, event_waits):
                     conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
                 their_joins = select(joins.c.id).where(joins.c.parent_execution_id.in_(ids))
                 conn.execute(delete(join_branches).where(join_branches.c.join_id.in_(their_joins)))
@@ -522,6 +535,53 @@ class SqlStore:
             deleted += len(ids)
             if len(ids) < batch_size:
                 return deleted
+
+    def _delete_dispatched_events_before(self, cutoff: datetime, batch_size: int) -> None:
+        c = inbox_events.c
+        while True:
+            batch = (
+                select(c.id)
+                .where(c.dispatched_at.is_not(None), c.created_at < cutoff)
+                .order_by(c.created_at, c.id)
+                .limit(batch_size)
+                .scalar_subquery()
+            )
+            with self._single_statement("delete dispatched events", write=True) as conn:
+                removed = conn.execute(delete(inbox_events).where(c.id.in_(batch))).rowcount
+            if removed < batch_size:
+                return
+
+    # -- API keys, flow owners, heartbeats (SQL in stores/sql/operators.py) ---------------------
+
+    def save_api_key(self, key: ApiKey) -> None:
+        with self._single_statement("save API key", write=True) as conn:
+            operators.save_api_key(conn, key)
+
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._read(
+            "load API key", lambda conn: operators.get_api_key_by_hash(conn, key_hash)
+        )
+
+    def list_api_keys(self) -> list[ApiKey]:
+        return self._read("list API keys", operators.list_api_keys)
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        with self._single_statement("revoke API key", write=True) as conn:
+            return operators.revoke_api_key(conn, key_id, now)
+
+    def claim_flow(self, flow_id: str, tenant_id: str) -> str:
+        with self._transaction("claim flow") as conn:
+            return operators.claim_flow(conn, flow_id, tenant_id)
+
+    def flow_owners(self) -> dict[str, str]:
+        return self._read("list flow owners", operators.list_flow_owners)
+
+    def record_heartbeat(self, name: str, at: datetime) -> None:
+        with self._single_statement("record heartbeat", write=True) as conn:
+            operators.record_heartbeat(conn, name, at)
+
+    def last_heartbeat(self, name: str) -> datetime | None:
+        return self._read("load heartbeat", lambda conn: operators.last_heartbeat(conn, name))
 
     # -- flow definitions -----------------------------------------------------------------------
 
@@ -541,17 +601,19 @@ class SqlStore:
 
     # -- triggers (SQL in stores/sql/triggers.py) -----------------------------------------------
 
-    def save_trigger(self, trigger: ScheduleTrigger, now: datetime) -> ScheduleTrigger:
+    def save_trigger(self, trigger: AnyTrigger, now: datetime) -> AnyTrigger:
         with self._transaction("save trigger") as conn:
             return trigger_rows.save(conn, self._dialect, trigger, now)
 
-    def get_trigger(self, trigger_id: str) -> ScheduleTrigger | None:
+    def get_trigger(self, trigger_id: str) -> AnyTrigger | None:
         with self._transaction("load trigger", write=False) as conn:
             return trigger_rows.get(conn, trigger_id)
 
-    def list_triggers(self, enabled_only: bool = False) -> list[ScheduleTrigger]:
+    def list_triggers(
+        self, enabled_only: bool = False, trigger_type: str | None = None
+    ) -> list[AnyTrigger]:
         with self._transaction("list triggers", write=False) as conn:
-            return trigger_rows.list_all(conn, enabled_only)
+            return trigger_rows.list_all(conn, enabled_only, trigger_type)
 
     def delete_trigger(self, trigger_id: str) -> bool:
         with self._transaction("delete trigger") as conn:
@@ -564,6 +626,21 @@ class SqlStore:
     def last_fire(self, trigger_id: str) -> TriggerFire | None:
         with self._transaction("load last trigger fire", write=False) as conn:
             return trigger_rows.last_fire(conn, trigger_id)
+
+    def record_trigger_fire(self, record: TriggerFireRecord) -> None:
+        with self._single_statement("record trigger history", write=True) as conn:
+            trigger_rows.record_history(conn, record)
+
+    def list_trigger_fires(
+        self, trigger_id: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[TriggerFireRecord]:
+        return self._read(
+            "list trigger history",
+            lambda conn: trigger_rows.list_history(conn, trigger_id, limit, before),
+        )
+
+    def trigger_stats(self, trigger_id: str) -> TriggerStats:
+        return self._read("trigger stats", lambda conn: trigger_rows.stats(conn, trigger_id))
 
     # -- helpers --------------------------------------------------------------------------------
 

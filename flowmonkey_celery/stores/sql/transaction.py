@@ -11,10 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution
+from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, VersionConflictError
-from flowmonkey_celery.stores.sql import jobs, joins, tokens
+from flowmonkey_celery.stores.sql import inbox, jobs, joins, tokens
 from flowmonkey_celery.stores.sql.rows import event_row, execution_from_row, execution_row
 from flowmonkey_celery.stores.sql.schema import events, executions
 
@@ -170,3 +171,50 @@ class SqlTransaction:
 
     def cancel_jobs(self, execution_id: str, now: datetime) -> int:
         return jobs.cancel_jobs(self.conn, execution_id, now)
+
+    # -- events and the waits for them (SQL in inbox.py) --------------------------------------
+
+    def insert_event(self, event: Event) -> bool:
+        return inbox.insert_event(self.conn, event)
+
+    def get_event(self, event_id: str) -> Event | None:
+        return inbox.get_event(self.conn, event_id)
+
+    def get_event_by_key(self, key: str, tenant_id: str | None) -> Event | None:
+        return inbox.get_event_by_key(self.conn, key, tenant_id)
+
+    def list_events(
+        self,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        since: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        return inbox.list_events(
+            self.conn,
+            event_type=event_type,
+            tenant_id=tenant_id,
+            since=since,
+            after=after,
+            limit=limit,
+        )
+
+    def mark_event_dispatched(self, event_id: str, now: datetime) -> bool:
+        return inbox.mark_dispatched(self.conn, event_id, now)
+
+    def find_undispatched_events(self, created_before: datetime, limit: int) -> list[Event]:
+        return inbox.undispatched(self.conn, created_before, limit)
+
+    def insert_event_wait(self, wait: EventWait) -> None:
+        inbox.insert_wait(self.conn, wait)
+
+    def find_event_waits(self, event_type: str, *, limit: int = 1000) -> list[EventWait]:
+        return inbox.find_waits(self.conn, event_type, limit)
+
+    def take_event_wait(self, execution_id: str, sequence: int) -> EventWait | None:
+        return inbox.take_wait(self.conn, execution_id, sequence)
+
+    def delete_event_waits(self, execution_id: str) -> int:
+        return inbox.delete_waits(self.conn, execution_id)

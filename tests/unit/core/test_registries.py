@@ -407,3 +407,20 @@ def test_parse_version_treats_equivalent_spellings_alike(a: str, b: str) -> None
 @pytest.mark.parametrize("text", ["", "abc", "1.2.3.4", "1.0.0-", "1.x", None, 1])
 def test_parse_version_returns_none_for_non_versions(text: Any) -> None:
     assert parse_version(text) is None
+
+
+def test_a_version_stored_by_another_process_is_found_on_a_miss() -> None:
+    stored: list[Flow] = []
+    flows = FlowRegistry()
+    flows.source = lambda: list(stored)
+    stored.append(
+        Flow.from_dict(
+            {
+                "id": "late",
+                "initialStepId": "a",
+                "steps": {"a": {"type": "delay", "config": {"ms": 1}}},
+            }
+        )
+    )
+
+    assert flows.get("late").id == "late"

@@ -368,3 +368,9 @@ def test_a_token_issued_by_a_losing_duplicate_attempt_is_revoked(store: Store) -
     assert resumed.status is ExecutionStatus.RUNNING and resumed.context["decision"] == {
         "by": "ana"
     }
+
+
+def test_a_reason_whose_template_finds_nothing_falls_back_to_the_default(store: Store) -> None:
+    app = Approvals(store, approval_flow({"reason": "${order.missing}"}))
+    execution_id, _ = app.start()
+    assert app.engine.get(execution_id).wait_reason == "waiting for a signal at 'approve'"

@@ -271,7 +271,7 @@ def test_registry_accepts_a_flow_with_triggers() -> None:
     ("trigger", "path", "fragment"),
     [
         ({"id": "t", "schedule": "0 9 * * *"}, "triggers.0.type", "needs a type"),
-        ({"id": "t", "type": "http", "schedule": "0 9 * * *"}, "triggers.0.type", "'http'"),
+        ({"id": "t", "type": "sms", "schedule": "0 9 * * *"}, "triggers.0.type", "'sms'"),
         ({"id": "t", "type": "schedule"}, "triggers.0.schedule", "required field is missing"),
         ({"type": "schedule", "schedule": "* * * * *"}, "triggers.0.id", "required"),
         (
