@@ -55,6 +55,11 @@ class Settings(BaseModel):
     max_step_seconds: float | None = None
     # Shifts this process's clock (tests and drills only: "run the beat an hour later").
     clock_offset_seconds: float = 0.0
+    # The REST API (`flowmonkey api`): where it listens, and whether it needs API keys (only
+    # a local trial should turn them off).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_auth: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,7 +73,9 @@ class Settings(BaseModel):
         (comma-separated, `*.example.com` patterns), `FLOWMONKEY_HTTP_ALLOW_PRIVATE`,
         `FLOWMONKEY_LLM_BASE_URL`, `FLOWMONKEY_SMTP_HOST, FLOWMONKEY_SMTP_PORT,
         FLOWMONKEY_SMTP_USERNAME, FLOWMONKEY_SMTP_PASSWORD_ENV, FLOWMONKEY_SMTP_STARTTLS,
-        FLOWMONKEY_SMTP_SSL, FLOWMONKEY_EMAIL_FROM`, and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
+        FLOWMONKEY_SMTP_SSL, FLOWMONKEY_EMAIL_FROM`, the REST API's `FLOWMONKEY_API_HOST,
+        FLOWMONKEY_API_PORT, FLOWMONKEY_API_AUTH` (`false`: no API keys, a local trial only), and
+        `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.
@@ -109,6 +116,9 @@ class Settings(BaseModel):
                 "smtp_starttls",
                 "smtp_ssl",
                 "email_from",
+                "api_host",
+                "api_port",
+                "api_auth",
             )
         }
         return cls(

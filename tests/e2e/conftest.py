@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,6 +190,20 @@ class FlowMonkeyCluster:
         self._wait_for_log(process, "beat: Starting...")
         return process
 
+    def start_api(self, **overrides: str) -> str:
+        """Start the REST API (`uvicorn --factory flowmonkey_celery.api.server:app_from_env`) on
+        a free port and wait until it answers; its base URL."""
+        name = f"api-{len(self.processes) + 1}"
+        port = free_port()
+        args = [
+            *(sys.executable, "-m", "uvicorn", "--factory"),
+            "flowmonkey_celery.api.server:app_from_env",
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "info"),
+        ]
+        process = self._start(name, args, overrides)
+        self._wait_for_log(process, "Application startup complete")
+        return f"http://127.0.0.1:{port}"
+
     def _start(self, name: str, args: list[str], overrides: dict[str, str]) -> CeleryProcess:
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         process = CeleryProcess(
@@ -287,6 +302,13 @@ class FlowMonkeyCluster:
                 delete_queue(BROKER_URLS[self.broker], queue)
         if errors:
             raise AssertionError("; ".join(errors))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def delete_queue(broker_url: str, queue: str) -> None:

@@ -1,0 +1,178 @@
+"""`/executions`: start, list, read, history, resume (by id or by token), cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowmonkey_celery.api.auth import Principal
+from flowmonkey_celery.api.context import caller, context_of
+from flowmonkey_celery.api.errors import ApiError, not_found
+from flowmonkey_celery.core import tokens
+from flowmonkey_celery.core.clock import ensure_aware
+from flowmonkey_celery.core.execution import ExecutionStatus
+from flowmonkey_celery.errors import ErrorCode
+
+router = APIRouter(prefix="/executions", tags=["executions"])
+Caller = Annotated[Principal, Depends(caller)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRequest(Strict):
+    flow_id: str = Field(min_length=1, max_length=200)
+    context: dict[str, Any] = Field(default_factory=dict)
+    flow_version: str | None = None
+    tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    metadata: dict[str, Any] | None = None
+    timeout: dict[str, Any] | None = None
+
+
+class ResumeRequest(Strict):
+    data: Any = None
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+class TokenResumeRequest(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    data: Any = None
+    outcome: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class CancelRequest(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+def _shown(execution: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = execution.model_dump(mode="json")
+    return shown
+
+
+@router.post("", status_code=201, summary="Start an execution (committed, then enqueued)")
+def start(body: StartRequest, request: Request, principal: Caller) -> dict[str, Any]:
+    context = context_of(request)
+    context.flow_for(principal, body.flow_id, body.flow_version)
+    result = context.start(
+        body.flow_id,
+        body.context,
+        tenant_id=principal.tenant_for(body.tenant_id),
+        idempotency_key=body.idempotency_key,
+        metadata=body.metadata,
+        timeout=body.timeout,
+        flow_version=body.flow_version,
+    )
+    return {"execution": _shown(result.execution), "created": result.created}
+
+
+@router.get("", summary="List executions (keyset paging: pass `after` = the last id)")
+def list_executions(
+    request: Request,
+    principal: Caller,
+    status: ExecutionStatus | None = None,
+    flow_id: str | None = None,
+    tenant_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    metadata: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: str | None = None,
+) -> dict[str, Any]:
+    context = context_of(request)
+    wanted: dict[str, str] = {}
+    for pair in metadata or []:
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            raise ApiError(
+                400, ErrorCode.INVALID_ARGUMENT, f"metadata filter {pair!r} is not key:value"
+            )
+        wanted[key] = value
+    if after is not None:
+        context.execution_for(principal, after)  # a cursor of another tenant is unknown too
+    items = context.runtime.store.list_executions(
+        status=status,
+        flow_id=flow_id,
+        tenant_id=tenant_id if principal.admin else principal.tenant_id,
+        created_after=ensure_aware(created_after, "created_after") if created_after else None,
+        created_before=ensure_aware(created_before, "created_before") if created_before else None,
+        metadata=wanted or None,
+        limit=limit,
+        after=after,
+    )
+    return {
+        "items": [_shown(e) for e in items],
+        "next_after": items[-1].id if len(items) == limit else None,
+    }
+
+
+@router.get("/{execution_id}", summary="One execution")
+def get_execution(execution_id: str, request: Request, principal: Caller) -> dict[str, Any]:
+    return _shown(context_of(request).execution_for(principal, execution_id))
+
+
+@router.get("/{execution_id}/history", summary="Its recorded events, oldest first")
+def history(execution_id: str, request: Request, principal: Caller) -> dict[str, Any]:
+    context = context_of(request)
+    context.execution_for(principal, execution_id)
+    events = context.runtime.engine.history(execution_id)
+    return {"items": [e.model_dump(mode="json") for e in events]}
+
+
+@router.post("/{execution_id}/resume", summary="Resume a waiting execution with data")
+def resume(
+    execution_id: str, body: ResumeRequest, request: Request, principal: Caller
+) -> dict[str, Any]:
+    context = context_of(request)
+    context.execution_for(principal, execution_id)
+    resumed = context.runtime.engine.resume(
+        execution_id, body.data, expected_version=body.expected_version
+    )
+    return _shown(resumed)
+
+
+@router.post("/resume-with-token", summary="Resume the wait a resume token was issued for")
+def resume_with_token(
+    body: TokenResumeRequest, request: Request, principal: Caller
+) -> dict[str, Any]:
+    context = context_of(request)
+    if tokens.looks_like_token(body.token):
+        with context.runtime.store.transaction() as tx:
+            record = tx.get_resume_token(tokens.hash_token(body.token))
+        owner = context.runtime.engine.get(record.execution_id) if record else None
+        if owner is not None and not principal.sees(owner.tenant_id):
+            raise ApiError(
+                400, ErrorCode.INVALID_RESUME_TOKEN, "resume token not recognised"
+            )  # exactly what an unknown token gets
+    resumed = context.runtime.engine.resume_with_token(body.token, body.data, outcome=body.outcome)
+    return _shown(resumed)
+
+
+@router.post("/{execution_id}/cancel", summary="Cancel it and its children")
+def cancel(
+    execution_id: str, request: Request, principal: Caller, body: CancelRequest | None = None
+) -> dict[str, Any]:
+    context = context_of(request)
+    context.execution_for(principal, execution_id)
+    result = context.runtime.engine.cancel(
+        execution_id, source="api", reason=(body.reason if body else None)
+    )
+    if not result.cancelled:
+        raise ApiError(
+            409,
+            ErrorCode.EXECUTION_NOT_WAITING,
+            result.error or "not cancelled",
+            {"status": result.previous_status.value if result.previous_status else None},
+        )
+    return {
+        "cancelled": True,
+        "previous_status": result.previous_status.value if result.previous_status else None,
+        "children_cancelled": result.children_cancelled,
+    }
+
+
+__all__ = ["not_found", "router"]
