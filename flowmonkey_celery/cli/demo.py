@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-import click
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from flowmonkey_celery.cli.demo_distributed import run_distributed
 from flowmonkey_celery.cli.output import console as make_console
+from flowmonkey_celery.cli.progress import ProgressPrinter
+from flowmonkey_celery.cli.wiring import load_settings
 from flowmonkey_celery.core.clock import ManualClock
 from flowmonkey_celery.core.engine import Engine
-from flowmonkey_celery.core.events import EventType, HistoryEvent
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.examples.orders import HANDLERS, order_flow
@@ -54,63 +55,6 @@ ORDERS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
 ]
-
-
-class ProgressPrinter:
-    """Prints one line per committed step event."""
-
-    SHOWN = {
-        EventType.STEP_COMPLETED,
-        EventType.STEP_RETRY,
-        EventType.EXECUTION_WAITING,
-        EventType.EXECUTION_RESUMED,
-        EventType.EXECUTION_COMPLETED,
-        EventType.EXECUTION_FAILED,
-        EventType.EXECUTION_CANCELLED,
-        EventType.IDEMPOTENCY_HIT,
-    }
-
-    def __init__(self, console: Console, labels: dict[str, str]) -> None:
-        self.console = console
-        self.labels = labels
-
-    def __call__(self, event: HistoryEvent) -> None:
-        if event.type not in self.SHOWN:
-            return
-        when = event.at.strftime("%a %H:%M:%S")
-        who = self.labels.get(event.execution_id, event.execution_id[:8])
-        self.console.print(
-            f"  [dim]{when}[/]  [cyan]{who:7}[/] {self._describe(event)}", highlight=False
-        )
-
-    @staticmethod
-    def _describe(event: HistoryEvent) -> str:
-        step = f"[bold]{event.step_id}[/]"
-        if event.type is EventType.STEP_COMPLETED:
-            colour = {"success": "green", "failure": "red", "wait": "yellow"}.get(
-                event.outcome or "", "white"
-            )
-            error = f" ({event.error.code}: {event.error.message})" if event.error else ""
-            return (
-                f"{step} [{colour}]{event.outcome}[/] in {event.duration_ms:.2f} ms, "
-                f"attempt {event.attempt}{error}"
-            )
-        if event.type is EventType.STEP_RETRY:
-            at = event.data["wake_at"][11:19]
-            return f"{step} [yellow]retry {event.attempt}[/] scheduled for {at}"
-        if event.type is EventType.EXECUTION_WAITING:
-            wake = event.data.get("wake_at")
-            until = f"until {wake[:19].replace('T', ' ')}" if wake else "for a signal (resume)"
-            return f"{step} [yellow]waiting {until}[/]: {event.data.get('reason')}"
-        if event.type is EventType.EXECUTION_RESUMED:
-            return f"{step} resumed by {event.data.get('trigger')}"
-        if event.type is EventType.IDEMPOTENCY_HIT:
-            key = event.data.get("idempotency_key")
-            return f"[magenta]idempotency hit[/] for key {key!r}: no new execution"
-        colour = {EventType.EXECUTION_COMPLETED: "green", EventType.EXECUTION_FAILED: "red"}.get(
-            event.type, "yellow"
-        )
-        return f"[{colour}]{event.type.value}[/]"
 
 
 def run_in_process(console: Console, settings: Settings) -> None:
@@ -182,13 +126,16 @@ def run_in_process(console: Console, settings: Settings) -> None:
     store.dispose()
 
 
-@click.command()
-@click.option(
-    "--in-process",
-    is_flag=True,
-    help="Run on an in-process engine with a simulated clock instead of a Celery worker and beat.",
-)
-def demo(in_process: bool) -> None:
+def demo(
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Run on an in-process engine with a simulated clock instead of a Celery "
+            "worker and beat.",
+        ),
+    ] = False,
+) -> None:
     """Run the example order flows and show every step as it commits.
 
     By default a real `celery worker` and `celery beat` are started on the embedded default
@@ -196,7 +143,7 @@ def demo(in_process: bool) -> None:
     FLOWMONKEY_BROKER_URL when set.
     """
     console = make_console()
-    settings = Settings.from_env()
+    settings = load_settings()
     if in_process:
         run_in_process(console, settings)
     else:

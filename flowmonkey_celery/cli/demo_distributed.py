@@ -12,14 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import click
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from flowmonkey_celery.cli.failures import ExitCode
+from flowmonkey_celery.cli.output import error_console
 from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.examples.orders import FLOWS_DIR
 from flowmonkey_celery.settings import Settings
 
+# Where the flowmonkey_celery package is: on the processes' PYTHONPATH, so the demo also runs
+# from a source tree that is not installed.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 90.0
 
@@ -37,12 +41,9 @@ def _demo_env(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def _celery_processes(env: dict[str, str], log_dir: Path) -> Iterator[None]:
-    """A worker and a beat, each in its own process group, stopped on the way out."""
-    if not (SOURCE_ROOT / "workers" / "app.py").exists():
-        raise click.ClickException(
-            "the distributed demo runs the workers/ and beat/ entry points of a source "
-            "checkout; run it from the repository (./dev demo), or use --in-process"
-        )
+    """A worker and a beat (`flowmonkey worker` and `flowmonkey beat`: the same as
+    `celery -A workers.app worker` and `celery -A beat.app beat`, without needing a source
+    checkout), each in its own process group, stopped on the way out."""
     log_dir.mkdir(parents=True, exist_ok=True)
     commands = {
         "worker": ["worker", "-c", "2", "-l", "warning", "--without-gossip", "--without-mingle"],
@@ -51,12 +52,10 @@ def _celery_processes(env: dict[str, str], log_dir: Path) -> Iterator[None]:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for name, args in commands.items():
-            app = "workers.app" if name == "worker" else "beat.app"
             log = (log_dir / f"{name}.log").open("wb")
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", app, *args],
-                    cwd=SOURCE_ROOT,
+                    [sys.executable, "-m", "flowmonkey_celery.cli", *args],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -154,7 +153,9 @@ def run_distributed(
         )
     console.print(table)
     if unfinished:
-        raise click.ClickException(
-            f"not every execution finished within {DEADLINE_SECONDS:.0f} s; see the logs in "
-            f"{settings.home / 'demo-logs'}"
+        error_console().print(
+            f"Error: not every execution finished within {DEADLINE_SECONDS:.0f} s; see the logs "
+            f"in {settings.home / 'demo-logs'}",
+            markup=False,
         )
+        raise typer.Exit(ExitCode.FAILED)

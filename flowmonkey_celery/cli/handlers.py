@@ -3,37 +3,46 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-import click
+import typer
 from rich.table import Table
 
 from flowmonkey_celery.cli.output import console as make_console
+from flowmonkey_celery.cli.output import print_json
+from flowmonkey_celery.cli.wiring import load_settings
 from flowmonkey_celery.core.registries import HandlerRegistry
 from flowmonkey_celery.loading import handlers_in_modules
-from flowmonkey_celery.settings import Settings
 
 
 def deployment_handlers() -> HandlerRegistry:
     """The built-in handlers plus those of the FLOWMONKEY_HANDLERS modules, as a worker has."""
-    return HandlerRegistry(handlers_in_modules(Settings.from_env().handlers))
+    return HandlerRegistry(handlers_in_modules(load_settings().handlers))
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (every field, full schemas).")
-@click.argument("types", nargs=-1)
-def handlers(as_json: bool, types: tuple[str, ...]) -> None:
+def handlers(
+    types: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="TYPE", help="Step types to describe.", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (every field, full schemas).")
+    ] = False,
+) -> None:
     """List the handlers (built-in and FLOWMONKEY_HANDLERS), or describe the TYPES given."""
     registry = deployment_handlers()
+    types = types or []
     unknown = [t for t in types if not registry.has(t)]
     if unknown:
-        raise click.UsageError(
-            f"no handler for {', '.join(unknown)}; registered: {', '.join(registry.types())}"
+        raise typer.BadParameter(
+            f"no handler for {', '.join(unknown)}; registered: {', '.join(registry.types())}",
+            param_hint="TYPES",
         )
     infos = [registry.info(t) for t in types] if types else registry.infos()
-    console = make_console()
     if as_json:
-        console.print_json(json.dumps([info.to_dict() for info in infos]))
+        print_json([info.to_dict() for info in infos])
         return
+    console = make_console()
     if types:
         for info in infos:
             console.print(f"[bold]{info.type}[/]: {info.description or ''}")
