@@ -31,6 +31,10 @@ log = logging.getLogger("flowmonkey_celery.jobs")
 
 # Without a runtime lease (an in-process engine), jobs still hold a lease this long.
 DEFAULT_JOB_LEASE = timedelta(seconds=30)
+# A job whose runner is lost this many times (its worker killed by the work itself, say: out of
+# memory) fails with HANDLER_ERROR, so its step's retry policy and on_failure decide, instead of
+# being handed to the next runner forever.
+MAX_JOB_CLAIMS = 5
 
 
 class JobRunner(Joins):
@@ -123,13 +127,29 @@ class JobRunner(Joins):
                 and job.started_at < started_before
                 and job.runner_id is not None
             )
-            if overdue:
+            lost_too_often = (
+                job.status is JobStatus.RUNNING
+                and job.claims >= MAX_JOB_CLAIMS
+                and job.runner_id is not None
+                and job.lease_expires_at is not None
+                and job.lease_expires_at < now
+            )
+            if overdue or lost_too_often:
                 assert job.runner_id is not None
-                message = (
-                    f"job {job.id} of step {job.step_id!r} ran longer than the maximum step "
-                    f"duration ({longest}); its runner was let go"
-                )
-                result = Result.failure(ErrorCode.HANDLER_TIMEOUT.value, message)
+                if overdue:
+                    message = (
+                        f"job {job.id} of step {job.step_id!r} ran longer than the maximum step "
+                        f"duration ({longest}); its runner was let go"
+                    )
+                    result = Result.failure(ErrorCode.HANDLER_TIMEOUT.value, message)
+                else:
+                    message = (
+                        f"job {job.id} of step {job.step_id!r} lost its runner {job.claims} times "
+                        "(each stopped heartbeating: a crash, a kill, out of memory?)"
+                    )
+                    result = Result.failure(
+                        ErrorCode.HANDLER_ERROR.value, message, {"claims": job.claims}
+                    )
                 execution = self.store.get_execution(job.execution_id)
                 flow = (
                     self.flows.find(execution.flow_id, execution.flow_version)

@@ -107,7 +107,7 @@ class MemoryStore:
                     "claims": job.claims + 1,
                     "lease_expires_at": lease_until,
                     "heartbeat_at": now,
-                    "started_at": now,
+                    "started_at": job.started_at or now,  # the first claim's (see SqlStore)
                     "updated_at": now,
                 }
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, update
 
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.stores.sql.schema import jobs
@@ -63,7 +63,9 @@ def claim_job(
             claims=jobs.c.claims + 1,
             lease_expires_at=lease_until,
             heartbeat_at=now,
-            started_at=now,
+            # The first claim's start: a job's duration (and the maximum step duration) spans
+            # every runner it took, not just the last.
+            started_at=func.coalesce(jobs.c.started_at, now),
             updated_at=now,
         )
     )

@@ -308,3 +308,23 @@ def test_a_job_failed_for_its_duration_hands_its_on_failure_step_off(store: Stor
     engine.reap_jobs()
 
     assert handed == [(execution_id, "alert")]
+
+
+def test_a_job_that_loses_its_runner_again_and_again_fails_through_its_retry_policy(
+    store: Store,
+) -> None:
+    engine, export, clock = make(store, retry={"maxAttempts": 1, "backoffMs": 1000})
+    execution_id, job_id = waiting_job(engine)
+    first_claim = clock.now()
+    for claim in range(5):  # each runner dies without a word (kill -9, out of memory)
+        assert store.claim_job(job_id, f"runner-{claim}", clock.now(), clock.now() + LEASE)
+        clock.advance(31)
+        engine.reap_jobs()
+
+    waiting = engine.get(execution_id)
+    assert waiting is not None and waiting.status is ExecutionStatus.WAITING  # the retry's backoff
+    [failed] = [e for e in engine.history(execution_id) if e.type is EventType.STEP_COMPLETED]
+    assert failed.error is not None and failed.error.code == ErrorCode.HANDLER_ERROR
+    assert "lost its runner 5 times" in failed.error.message
+    assert failed.started_at == first_claim  # the job's whole run, not just its last claim
+    assert export.calls == []
