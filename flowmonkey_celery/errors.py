@@ -61,6 +61,8 @@ class ErrorCode(StrEnum):
     INVALID_JSON = "INVALID_JSON"
     INVALID_INPUT = "INVALID_INPUT"
     EVENT_NOT_FOUND = "EVENT_NOT_FOUND"
+    # An HTTP trigger whose secret variable is not set where the API runs: the operator's to fix.
+    TRIGGER_MISCONFIGURED = "TRIGGER_MISCONFIGURED"
 
 
 class FlowMonkeyError(Exception):

@@ -219,8 +219,9 @@ class Runtime:
             *flows_in_folder(settings.flows, check),
         ]
         now = datetime.now(UTC)
-        for flow in local:
-            store.save_flow_definition(flow, now=now)
+        deployed = {
+            (flow.id, flow.version) for flow in local if store.save_flow_definition(flow, now=now)
+        }
         for flow in store.list_flow_definitions():
             # Checked when deployed; executions may be pinned to versions a newer handler
             # schema would refuse, and they must keep running.
@@ -228,10 +229,13 @@ class Runtime:
         # Versions registered later by other processes (the REST API) are found on a miss.
         flow_registry.source = store.list_flow_definitions
         # Triggers declared in flow files: the newest local version of each flow declares them.
+        # They are saved when that version is deployed (or when missing), not at every start: a
+        # trigger disabled or changed through the API stays so until the next version ships.
         latest = {flow.id: flow for flow in sorted(local, key=lambda f: version_key(f.version))}
         for flow in latest.values():
             for trigger in flow_triggers(flow):
-                register_trigger(store, trigger, now)
+                if (flow.id, flow.version) in deployed or store.get_trigger(trigger.id) is None:
+                    register_trigger(store, trigger, now)
         return cls(
             store,
             handler_registry,

@@ -18,10 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from flowmonkey_celery.api import executions, flows, triggers
+from flowmonkey_celery.api.bodies import RequestGuard
 from flowmonkey_celery.api.context import ApiContext, context_of
-from flowmonkey_celery.api.errors import error_body, install_error_handlers
+from flowmonkey_celery.api.errors import install_error_handlers
 from flowmonkey_celery.core.ports import OperatorStore
-from flowmonkey_celery.errors import ErrorCode
 from flowmonkey_celery.runtime import Runtime
 from flowmonkey_celery.triggers.webhooks import WebhookReceiver
 
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowmonkey_celery.api")
 API_HEARTBEAT = "api"
 HEARTBEAT_SECONDS = 30.0
-# The API's own routes take JSON documents, not files; webhooks have their own per-trigger cap.
-MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def create_app(
@@ -80,20 +78,7 @@ def create_app(
     app.include_router(triggers.events)
     app.include_router(triggers.webhooks)
 
-    @app.middleware("http")
-    async def cap_request_bodies(request: Request, call_next: Any) -> Any:
-        declared = request.headers.get("content-length", "")
-        webhook = request.url.path.startswith(f"{request.scope.get('root_path', '')}/webhooks/")
-        if not webhook and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-            return JSONResponse(
-                error_body(
-                    ErrorCode.PAYLOAD_TOO_LARGE.value,
-                    f"the request body has {declared} bytes; the API takes at most "
-                    f"{MAX_REQUEST_BYTES}",
-                ),
-                413,
-            )
-        return await call_next(request)
+    app.add_middleware(RequestGuard)
 
     @app.get("/health", tags=["health"], summary="Liveness: the process answers")
     def health() -> dict[str, str]:

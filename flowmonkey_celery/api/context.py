@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 
 from flowmonkey_celery.api.auth import Principal, authenticate
-from flowmonkey_celery.api.errors import not_found
+from flowmonkey_celery.api.errors import ApiError, not_found
 from flowmonkey_celery.core.execution import CreateResult, Execution
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.ports import AnyTrigger, OperatorStore, TriggerStore
@@ -55,9 +55,13 @@ class ApiContext:
         return principal.admin or owner is None or owner == principal.tenant_id
 
     def flow_for(self, principal: Principal, flow_id: str, version: str | None = None) -> Flow:
-        if not self.sees_flow(principal, flow_id):
-            raise not_found("flow", flow_id, ErrorCode.FLOW_NOT_FOUND)
-        return self.runtime.flows.get(flow_id, version)
+        """The flow, or 404: the same answer for an unknown id, another tenant's flow or a
+        missing version (the registry's own message lists every flow id: not for a tenant)."""
+        found = self.runtime.flows.find(flow_id, version)
+        if found is None or not self.sees_flow(principal, flow_id):
+            what = f"{flow_id!r} version {version}" if version else repr(flow_id)
+            raise ApiError(404, ErrorCode.FLOW_NOT_FOUND, f"flow {what} not found", {"id": flow_id})
+        return found
 
     def trigger_for(self, principal: Principal, trigger_id: str) -> AnyTrigger:
         trigger = self.triggers.get_trigger(trigger_id)

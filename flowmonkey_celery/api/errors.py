@@ -3,6 +3,7 @@ details}}`, with a status that says what the caller can do about it."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError, FlowValidationError
+
+log = logging.getLogger("flowmonkey_celery.api")
 
 STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.FLOW_NOT_FOUND: 404,
@@ -31,6 +34,8 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.VERSION_CONFLICT: 409,
     ErrorCode.EXECUTION_EXISTS: 409,
     ErrorCode.TRIGGER_DISABLED: 409,
+    ErrorCode.INVALID_TRANSITION: 409,
+    ErrorCode.TRIGGER_MISCONFIGURED: 503,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
@@ -64,24 +69,41 @@ def not_found(what: str, ident: str, code: ErrorCode) -> ApiError:
     return ApiError(404, code, f"{what} {ident!r} not found", {"id": ident})
 
 
+def _issue(error: Any) -> dict[str, str]:
+    """One problem of a request, with its location (`body.flow_id`, `query.limit`)."""
+    loc = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "json_invalid":  # FastAPI puts the character position in loc
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return {"path": "body", "message": f"the body is not valid JSON{where}: {reason}"}
+    return {"path": ".".join(loc), "message": str(error.get("msg"))}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FlowMonkeyError)
     async def flowmonkey_error(_: Request, exc: FlowMonkeyError) -> JSONResponse:
         status = exc.status if isinstance(exc, ApiError) else STATUS_OF.get(exc.code, 500)
         details = dict(exc.details)
+        message = exc.message
         if isinstance(exc, FlowValidationError):
             details["issues"] = [{"path": path, "message": msg} for path, msg in exc.issues]
+            listed = "; ".join(f"{path or '<flow>'}: {msg}" for path, msg in exc.issues[:10])
+            more = f" (and {len(exc.issues) - 10} more)" if len(exc.issues) > 10 else ""
+            message = f"{message}: {listed}{more}"
         headers = exc.headers if isinstance(exc, ApiError) else None
+        return JSONResponse(error_body(exc.code.value, message, details), status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in the API")
         return JSONResponse(
-            error_body(exc.code.value, exc.message, details), status, headers=headers
+            error_body("INTERNAL_ERROR", f"unexpected error ({type(exc).__name__}); see the log"),
+            500,
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        issues = [
-            {"path": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-            for error in exc.errors()
-        ]
+        issues = [_issue(error) for error in exc.errors()]
         listed = "; ".join(f"{issue['path']}: {issue['message']}" for issue in issues)
         return JSONResponse(
             error_body(

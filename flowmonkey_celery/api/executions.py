@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from flowmonkey_celery.api.auth import Principal
 from flowmonkey_celery.api.context import caller, context_of
@@ -17,11 +18,15 @@ from flowmonkey_celery.core.execution import ExecutionStatus
 from flowmonkey_celery.errors import ErrorCode
 
 router = APIRouter(prefix="/executions", tags=["executions"])
+# Word for word what an unknown token gets (core/tokens.py): another tenant's is unknown too.
+UNKNOWN_TOKEN = "resume token not recognised (it is wrong, or was purged with its execution)"
 Caller = Annotated[Principal, Depends(caller)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: snake_case or camelCase keys (as flows and triggers), nothing else."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 class StartRequest(Strict):
@@ -36,7 +41,7 @@ class StartRequest(Strict):
 
 class ResumeRequest(Strict):
     data: Any = None
-    expected_version: int | None = Field(default=None, ge=0)
+    expected_version: int | None = Field(default=None, ge=0, strict=True)  # true is no version
 
 
 class TokenResumeRequest(Strict):
@@ -47,6 +52,13 @@ class TokenResumeRequest(Strict):
 
 class CancelRequest(Strict):
     reason: str | None = Field(default=None, max_length=1000)
+
+
+def _utc(instant: datetime | None) -> datetime | None:
+    """A filter's instant; one without an offset is read as UTC (every stored time is)."""
+    if instant is None:
+        return None
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else ensure_aware(instant, "")
 
 
 def _shown(execution: Any) -> dict[str, Any]:
@@ -94,12 +106,14 @@ def list_executions(
         wanted[key] = value
     if after is not None:
         context.execution_for(principal, after)  # a cursor of another tenant is unknown too
+    if not principal.sees(tenant_id) and tenant_id is not None:
+        return {"items": [], "next_after": None}  # another tenant's: none this key can see
     items = context.runtime.store.list_executions(
         status=status,
         flow_id=flow_id,
         tenant_id=tenant_id if principal.admin else principal.tenant_id,
-        created_after=ensure_aware(created_after, "created_after") if created_after else None,
-        created_before=ensure_aware(created_before, "created_before") if created_before else None,
+        created_after=_utc(created_after),
+        created_before=_utc(created_before),
         metadata=wanted or None,
         limit=limit,
         after=after,
@@ -145,9 +159,7 @@ def resume_with_token(
             record = tx.get_resume_token(tokens.hash_token(body.token))
         owner = context.runtime.engine.get(record.execution_id) if record else None
         if owner is not None and not principal.sees(owner.tenant_id):
-            raise ApiError(
-                400, ErrorCode.INVALID_RESUME_TOKEN, "resume token not recognised"
-            )  # exactly what an unknown token gets
+            raise ApiError(400, ErrorCode.INVALID_RESUME_TOKEN, UNKNOWN_TOKEN)  # as unknown
     resumed = context.runtime.engine.resume_with_token(body.token, body.data, outcome=body.outcome)
     return _shown(resumed)
 
@@ -164,7 +176,7 @@ def cancel(
     if not result.cancelled:
         raise ApiError(
             409,
-            ErrorCode.EXECUTION_NOT_WAITING,
+            ErrorCode.INVALID_TRANSITION,
             result.error or "not cancelled",
             {"status": result.previous_status.value if result.previous_status else None},
         )

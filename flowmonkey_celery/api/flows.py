@@ -12,7 +12,7 @@ from flowmonkey_celery.api.context import ApiContext, caller, context_of
 from flowmonkey_celery.api.errors import ApiError
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.validation import build_flow
-from flowmonkey_celery.errors import ErrorCode, FlowNotFoundError
+from flowmonkey_celery.errors import ErrorCode, FlowNotFoundError, FlowValidationError
 
 router = APIRouter(prefix="/flows", tags=["flows"])
 Caller = Annotated[Principal, Depends(caller)]
@@ -48,7 +48,7 @@ def get_flow(
     flow_id: str, request: Request, principal: Caller, version: str | None = None
 ) -> dict[str, Any]:
     flow = context_of(request).flow_for(principal, flow_id, version)
-    shown: dict[str, Any] = flow.to_dict()
+    shown: dict[str, Any] = {**flow.to_dict(), "version": flow.version}
     return shown
 
 
@@ -62,12 +62,27 @@ def validate(body: FlowBody, request: Request, principal: Caller) -> dict[str, A
 def register(body: FlowBody, request: Request, principal: Caller) -> dict[str, Any]:
     context = context_of(request)
     flow = build_flow(body, context.runtime.handlers.step_config_issues)
+    _check_handlers(context, flow)
     _claim(context, principal, flow.id)
     registered = context.runtime.flows.register(flow)
     save = getattr(context.runtime.store, "save_flow_definition", None)
     if callable(save):  # a durable store keeps it for the workers and the next deploy
         save(registered, now=datetime.now(UTC))
     return {"id": registered.id, "version": registered.version, "steps": len(registered.steps)}
+
+
+def _check_handlers(context: ApiContext, flow: Flow) -> None:
+    """A step type no handler of this deployment serves is refused now, not at the first start."""
+    handlers = context.runtime.handlers
+    issues = [
+        (f"steps.{step.id}.type", f"no handler for step type {step.type!r} in this deployment")
+        for step in flow.steps.values()
+        if not handlers.has(step.type)
+    ]
+    if issues:
+        raise FlowValidationError(
+            f"flow {flow.id!r} uses step types no handler serves ({len(issues)})", issues
+        )
 
 
 def _claim(context: ApiContext, principal: Principal, flow_id: str) -> None:

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 
 from flowmonkey_celery.api.auth import Principal
 from flowmonkey_celery.api.context import ApiContext, caller, context_of
 from flowmonkey_celery.api.errors import ApiError, not_found
 from flowmonkey_celery.core.ports import AnyTrigger
-from flowmonkey_celery.core.triggers import HttpTrigger, parse_trigger
+from flowmonkey_celery.core.triggers import TRIGGER_TYPES, HttpTrigger, parse_trigger
 from flowmonkey_celery.errors import ErrorCode
 
 triggers = APIRouter(prefix="/triggers", tags=["triggers"])
@@ -30,6 +31,21 @@ def shown(trigger: AnyTrigger) -> dict[str, Any]:
     if isinstance(trigger, HttpTrigger):
         data["auth"] = trigger.auth.public()
         data["url"] = f"/webhooks/{trigger.id}"
+    return data
+
+
+def _as_stored(body: dict[str, Any], existing: AnyTrigger | None) -> dict[str, Any]:
+    """A body as a trigger's fields: what GET shows but a trigger does not hold (`url`,
+    `auth.has_secret`) is dropped, and an HTTP trigger's stored secret is kept
+    when the body (a GET's output, say) carries none."""
+    data = {k: v for k, v in body.items() if k != "url"}
+    auth = data.get("auth")
+    if isinstance(auth, dict):
+        auth = {k: v for k, v in auth.items() if k != "has_secret"}
+        kept = existing.auth if isinstance(existing, HttpTrigger) else None
+        if kept is not None and kept.secret and "secret" not in auth and not auth.get("secret_env"):
+            auth["secret"] = kept.secret
+        data["auth"] = auth
     return data
 
 
@@ -59,18 +75,27 @@ def _parsed(body: dict[str, Any], principal: Principal, context: ApiContext) -> 
 @triggers.get("", summary="Triggers this key may see")
 def list_triggers(request: Request, principal: Caller, type: str | None = None) -> dict[str, Any]:
     context = context_of(request)
+    if type is not None and type not in TRIGGER_TYPES:
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_ARGUMENT,
+            f"unknown trigger type {type!r} in query parameter type; one of "
+            f"{', '.join(TRIGGER_TYPES)}",
+        )
     found = context.triggers.list_triggers(trigger_type=type)
     return {"items": [shown(t) for t in found if principal.sees(getattr(t, "tenant_id", None))]}
 
 
-@triggers.post("", status_code=201, summary="Create (or replace) a trigger")
+@triggers.post("", status_code=201, summary="Create a trigger (409 if the id exists: use PUT)")
 def create_trigger(body: TriggerBody, request: Request, principal: Caller) -> dict[str, Any]:
     context = context_of(request)
-    trigger = _parsed(body, principal, context)
-    existing = context.triggers.get_trigger(trigger.id)
-    if existing is not None and not principal.sees(getattr(existing, "tenant_id", None)):
+    trigger = _parsed(_as_stored(body, None), principal, context)
+    if context.triggers.get_trigger(trigger.id) is not None:
         raise ApiError(
-            409, ErrorCode.INVALID_ARGUMENT, f"trigger id {trigger.id!r} is not available"
+            409,
+            ErrorCode.INVALID_ARGUMENT,
+            f"trigger id {trigger.id!r} is taken; PUT /triggers/{trigger.id} replaces a trigger "
+            "of yours, PATCH changes some of its fields",
         )
     return shown(context.runtime.register_trigger(trigger))
 
@@ -80,13 +105,26 @@ def get_trigger(trigger_id: str, request: Request, principal: Caller) -> dict[st
     return shown(context_of(request).trigger_for(principal, trigger_id))
 
 
-@triggers.put("/{trigger_id}", summary="Replace a trigger (enable, disable, change)")
+@triggers.put("/{trigger_id}", summary="Replace a trigger (a GET's output, edited, will do)")
 def replace_trigger(
     trigger_id: str, body: TriggerBody, request: Request, principal: Caller
 ) -> dict[str, Any]:
     context = context_of(request)
-    context.trigger_for(principal, trigger_id)
-    trigger = _parsed({**body, "id": trigger_id}, principal, context)
+    existing = context.trigger_for(principal, trigger_id)
+    trigger = _parsed({**_as_stored(body, existing), "id": trigger_id}, principal, context)
+    return shown(context.runtime.register_trigger(trigger))
+
+
+@triggers.patch("/{trigger_id}", summary='Change some fields, e.g. {"enabled": false}')
+def change_trigger(
+    trigger_id: str, body: TriggerBody, request: Request, principal: Caller
+) -> dict[str, Any]:
+    context = context_of(request)
+    existing = context.trigger_for(principal, trigger_id)
+    merged = {**existing.model_dump(mode="json"), **_as_stored(body, existing), "id": trigger_id}
+    if isinstance(existing, HttpTrigger) and "auth" not in body:
+        merged["auth"] = existing.auth.model_dump(mode="json")  # with its secret
+    trigger = _parsed(_as_stored(merged, existing), principal, context)
     return shown(context.runtime.register_trigger(trigger))
 
 
@@ -123,7 +161,7 @@ def trigger_stats(trigger_id: str, request: Request, principal: Caller) -> dict[
 
 
 class EmitRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     type: str = Field(min_length=1, max_length=200)
     payload: Any = None

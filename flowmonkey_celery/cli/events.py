@@ -52,7 +52,12 @@ def emit(
     if not result.created:
         note(f"an event with key {key!r} was stored before: nothing new started")
     else:
-        note(f"started {len(result.started)} execution(s), resumed {len(result.resumed)}")
+        for execution_id in result.started:
+            note(f"started {execution_id}")
+        for execution_id in result.resumed:
+            note(f"resumed {execution_id}")
+        if not result.started and not result.resumed:
+            note("no trigger matched and no flow was waiting for it")
 
 
 @app.command("list")

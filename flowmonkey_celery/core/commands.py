@@ -59,6 +59,12 @@ class Commands(EngineBase):
             ExecutionError: INVALID_ARGUMENT for bad context/options, EXECUTION_NOT_FOUND for
                 an unknown parent, EXECUTION_EXISTS for a taken execution_id.
         """
+        for what, text in (
+            ("idempotency_key", idempotency_key),
+            ("tenant_id", tenant_id),
+            ("execution_id", execution_id),
+        ):
+            self._check_text(text, what)
         flow = self.flows.get(flow_id, flow_version)
         self._check_handlers(flow)
         json_context = self._json_object(context or {}, "context")

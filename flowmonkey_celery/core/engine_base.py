@@ -33,7 +33,7 @@ from flowmonkey_celery.core.execution import (
 )
 from flowmonkey_celery.core.flow import Flow, Step
 from flowmonkey_celery.core.inbox import EventWait
-from flowmonkey_celery.core.json_values import to_json_value
+from flowmonkey_celery.core.json_values import json_problem, to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
 from flowmonkey_celery.core.ports import Store, StoreTransaction
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
@@ -544,6 +544,19 @@ class EngineBase:
         )
 
     @staticmethod
+    def _check_text(text: str | None, what: str) -> None:
+        """Refuse an id or key no store can keep as text (a NUL, an unpaired surrogate)."""
+        if text is None:
+            return
+        if not isinstance(text, str):
+            raise ExecutionError(
+                f"{what} must be text, not {type(text).__name__}", ErrorCode.INVALID_ARGUMENT
+            )
+        problem = json_problem(text)
+        if problem is not None:
+            raise ExecutionError(f"{what} cannot be stored: {problem}", ErrorCode.INVALID_ARGUMENT)
+
+    @staticmethod
     def _json_object(value: Any, what: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ExecutionError(
@@ -565,12 +578,21 @@ class EngineBase:
 
 
 def to_json_value_or_error(value: Any, what: str) -> Any:
+    """A caller's value (a context, resume data, an event payload) as plain JSON.
+
+    Raises:
+        ExecutionError: INVALID_ARGUMENT if it has no JSON form or cannot be stored as is.
+    """
     try:
-        return to_json_value(value)
-    except TypeError as exc:
+        converted = to_json_value(value)
+    except (TypeError, RecursionError) as exc:
         raise ExecutionError(
             f"{what} cannot be stored as JSON: {exc}", ErrorCode.INVALID_ARGUMENT
         ) from None
+    problem = json_problem(converted)
+    if problem is not None:
+        raise ExecutionError(f"{what} cannot be stored: {problem}", ErrorCode.INVALID_ARGUMENT)
+    return converted
 
 
 def _time_allowed(step: Step | None) -> timedelta:

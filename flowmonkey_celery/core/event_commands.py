@@ -59,6 +59,12 @@ class EventCommands(Commands):
                 f"an event type has at most {MAX_EVENT_TYPE} characters",
                 ErrorCode.INVALID_ARGUMENT,
             )
+        for what, text in (
+            ("event type", event_type),
+            ("event key", key),
+            ("tenant_id", tenant_id),
+        ):
+            self._check_text(text, what)
         if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_EVENT_KEY):
             raise ExecutionError(
                 f"an event key is a string of 1 to {MAX_EVENT_KEY} characters",
@@ -115,8 +121,10 @@ class EventCommands(Commands):
         for wait in waits:
             if wait.accepts(event) and self._resume_event_wait(wait, event) is not None:
                 result.resumed.append(wait.execution_id)
+        dispatched_at = self.clock.now()
         with self.store.transaction() as tx:
-            tx.mark_event_dispatched(event.id, self.clock.now())
+            tx.mark_event_dispatched(event.id, dispatched_at)
+        result.event = event.model_copy(update={"dispatched_at": dispatched_at})
         return result
 
     def _start_event_triggers(self, event: Event) -> list[str]:

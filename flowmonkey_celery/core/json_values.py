@@ -59,3 +59,42 @@ def copy_json(value: Any) -> Any:
     if isinstance(value, _IMMUTABLE):
         return value
     return copy.deepcopy(value)
+
+
+# Deeper than any real document; far below where json, deepcopy and serialisers recurse out.
+MAX_JSON_DEPTH = 64
+
+
+def json_problem(value: Any) -> str | None:
+    """What would make plain JSON data unstorable or unreadable somewhere, or None: nesting
+    deeper than MAX_JSON_DEPTH, a NUL character (PostgreSQL text cannot hold one) or an unpaired
+    UTF-16 surrogate (not text in UTF-8), in a key or a string."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem:
+                return problem
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"it is nested more than {MAX_JSON_DEPTH} levels deep"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    problem = _text_problem(key) if isinstance(key, str) else None
+                    if problem:
+                        return problem
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "a text holds a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a text holds an unpaired surrogate (such as \\ud800): it is not valid Unicode"
+    return None

@@ -160,7 +160,7 @@ class TriggerAuth(TriggerModel):
     secret_env: str | None = None
     scheme: Literal["timestamped", "github"] = "timestamped"
     header: str | None = None
-    tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
+    tolerance_seconds: int = Field(default=300, ge=1, le=86_400, strict=True)
 
     @field_validator("secret_env")
     @classmethod
@@ -215,7 +215,9 @@ class HttpTrigger(TriggerInput):
     tenant_id: str | None = None
     input_schema: dict[str, Any] | None = None
     auth: TriggerAuth = Field(default_factory=TriggerAuth)
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1, le=64 * 1024 * 1024)
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, ge=1, le=64 * 1024 * 1024, strict=True
+    )
     idempotency_key_path: str | None = Field(default=None, min_length=1)
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -22,6 +22,7 @@ from flowmonkey_celery.core.clock import Clock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.handler_info import input_issues
+from flowmonkey_celery.core.json_values import json_problem
 from flowmonkey_celery.core.paths import MISSING, get_path
 from flowmonkey_celery.core.ports import TriggerStore
 from flowmonkey_celery.core.triggers import (
@@ -207,6 +208,10 @@ class WebhookReceiver:
         self._authenticate(trigger.auth, headers, body)
         try:
             payload = json.loads(body) if body.strip() else None
+        except RecursionError:
+            raise WebhookRefused(
+                400, ErrorCode.INVALID_JSON, "the body is nested too deeply to read"
+            ) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             where = (
                 f" at line {exc.lineno} column {exc.colno}"
@@ -218,6 +223,11 @@ class WebhookReceiver:
             ) from None
         if payload is None:
             raise WebhookRefused(400, ErrorCode.INVALID_JSON, "the body is empty; send JSON")
+        problem = json_problem(payload)
+        if problem is not None:
+            raise WebhookRefused(
+                400, ErrorCode.INVALID_INPUT, f"the body cannot be stored: {problem}"
+            )
         if trigger.input_schema is not None:
             issues = input_issues(trigger.input_schema, payload)
             if issues:
@@ -225,7 +235,7 @@ class WebhookReceiver:
                 raise WebhookRefused(
                     400,
                     ErrorCode.INVALID_INPUT,
-                    f"the body does not match trigger {trigger.id!r}'s input_schema "
+                    f"the body does not match the input_schema of trigger {trigger.id!r} "
                     f"({len(issues)} problem{'s' if len(issues) != 1 else ''}): {listed}",
                     {"issues": [{"path": path, "message": msg} for path, msg in issues]},
                 )
@@ -304,8 +314,9 @@ class WebhookReceiver:
             # The operator's mistake, not the sender's: nothing can be verified.
             raise WebhookRefused(
                 503,
-                ErrorCode.UNAUTHORIZED,
-                f"the trigger's secret variable {auth.secret_env} is not set on this server",
+                ErrorCode.TRIGGER_MISCONFIGURED,
+                f"the trigger's secret variable {auth.secret_env} is not set where the API runs: "
+                "nothing can be verified (set it, then restart the API)",
             )
         return value
 

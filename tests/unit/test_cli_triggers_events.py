@@ -126,3 +126,23 @@ def test_triggers_are_listed_shown_with_their_history_and_fired_by_hand(home: Pa
     assert "POST /webhooks/greet-hook" in flowmonkey("triggers", "list").stdout
     unknown = flowmonkey("triggers", "show", "nope")
     assert unknown.exit_code == 1 and "TRIGGER_NOT_FOUND: no trigger 'nope'" in unknown.stderr
+
+
+def test_a_file_trigger_changed_in_the_store_stays_changed_until_a_new_version_ships(
+    home: Path,
+) -> None:
+    assert flowmonkey("triggers", "list").exit_code == 0  # saves the file's triggers
+    store = store_of(home)
+    try:
+        hook = store.get_trigger("greet-hook")
+        assert hook is not None
+        store.save_trigger(hook.model_copy(update={"enabled": False}), hook.created_at)
+    finally:
+        store.dispose()
+
+    listed = json.loads(flowmonkey("triggers", "list", "--json").stdout)
+    assert {t["id"]: t["enabled"] for t in listed}["greet-hook"] is False
+    flows = Path(os.environ["FLOWMONKEY_FLOWS"])
+    (flows / "greet.yaml").write_text(FLOW.replace("1.0.0", "1.1.0"), encoding="utf-8")
+    listed = json.loads(flowmonkey("triggers", "list", "--json").stdout)
+    assert {t["id"]: t["enabled"] for t in listed}["greet-hook"] is True  # the new version's

@@ -196,6 +196,12 @@ def test_a_bad_event_is_refused_and_nothing_is_stored(store: Store) -> None:
         lambda: engine.emit("order.paid", {"when": object()}),
         lambda: engine.emit("order.paid", {}, key=""),
         lambda: engine.emit("order.paid", {}, key="k" * 501),
+        lambda: engine.emit("order.paid", {"note": "a\x00b"}),  # PostgreSQL holds no NUL
+        lambda: engine.emit("order.paid", {"note": "\ud800"}),  # not valid Unicode
+        lambda: engine.emit("order.paid", {}, key="k\x00"),
+        lambda: engine.emit("order.paid", _nested(65)),
+        lambda: engine.create("ship", {"deep": _nested(65)}),
+        lambda: engine.create("ship", {}, idempotency_key="k\x00"),
     ):
         with pytest.raises(ExecutionError) as raised:
             call()
@@ -203,6 +209,13 @@ def test_a_bad_event_is_refused_and_nothing_is_stored(store: Store) -> None:
     with store.transaction() as tx:
         assert tx.list_events() == []
     assert executions_of(engine, "ship") == []
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"x": value}
+    return value
 
 
 def test_a_malformed_event_trigger_is_refused_naming_the_problem() -> None:
