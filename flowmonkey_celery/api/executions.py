@@ -26,7 +26,9 @@ Caller = Annotated[Principal, Depends(caller)]
 class Strict(BaseModel):
     """A request body: snake_case or camelCase keys (as flows and triggers), nothing else."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, loc_by_alias=False
+    )
 
 
 class StartRequest(Strict):

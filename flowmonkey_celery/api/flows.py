@@ -54,7 +54,9 @@ def get_flow(
 
 @router.post("/validate", summary="Check a flow, step configs included, without registering it")
 def validate(body: FlowBody, request: Request, principal: Caller) -> dict[str, Any]:
-    flow = build_flow(body, context_of(request).runtime.handlers.step_config_issues)
+    context = context_of(request)
+    flow = build_flow(body, context.runtime.handlers.step_config_issues)
+    _check_handlers(context, flow)  # what register would refuse, validate refuses
     return {"valid": True, "id": flow.id, "version": flow.version, "steps": len(flow.steps)}
 
 

@@ -43,7 +43,14 @@ def _as_stored(body: dict[str, Any], existing: AnyTrigger | None) -> dict[str, A
     if isinstance(auth, dict):
         auth = {k: v for k, v in auth.items() if k != "has_secret"}
         kept = existing.auth if isinstance(existing, HttpTrigger) else None
-        if kept is not None and kept.secret and "secret" not in auth and not auth.get("secret_env"):
+        wants_secret = auth.get("type", "none") != "none"
+        if (
+            kept is not None
+            and kept.secret
+            and wants_secret
+            and "secret" not in auth
+            and not auth.get("secret_env")
+        ):
             auth["secret"] = kept.secret
         data["auth"] = auth
     return data
@@ -161,7 +168,9 @@ def trigger_stats(trigger_id: str, request: Request, principal: Caller) -> dict[
 
 
 class EmitRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, loc_by_alias=False
+    )
 
     type: str = Field(min_length=1, max_length=200)
     payload: Any = None
@@ -222,7 +231,7 @@ async def fire_webhook(trigger_id: str, request: Request) -> JSONResponse:
     if body is None:
         answer = context.receiver.too_large(trigger)
     else:
-        answer = context.receiver.receive(trigger_id, dict(request.headers), body)
+        answer = context.receiver.receive(trigger_id, dict(request.headers), body, trigger=trigger)
     return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
 

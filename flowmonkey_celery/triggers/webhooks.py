@@ -105,15 +105,24 @@ class WebhookReceiver:
             )
         return found
 
-    def receive(self, trigger_id: str, headers: Mapping[str, str], body: bytes) -> WebhookResponse:
+    def receive(
+        self,
+        trigger_id: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        trigger: HttpTrigger | None = None,
+    ) -> WebhookResponse:
         """Handle one delivery: 202 with the execution id (also for a repeated delivery with
-        the same idempotency key, then with `duplicate: true`), or the refusal."""
+        the same idempotency key, then with `duplicate: true`), or the refusal. `trigger`: the
+        trigger as just read (the HTTP layer reads it for its body cap), to save a read."""
         began = time.perf_counter()
         lowered = {name.lower(): value for name, value in headers.items()}
-        try:
-            trigger = self.trigger(trigger_id)
-        except WebhookRefused as refused:
-            return _refusal(refused)
+        if trigger is None or trigger.id != trigger_id:
+            try:
+                trigger = self.trigger(trigger_id)
+            except WebhookRefused as refused:
+                return _refusal(refused)
         status: FireStatus = "rejected"
         execution_id: str | None = None
         error: dict[str, Any] | None = None
