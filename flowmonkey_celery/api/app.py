@@ -99,15 +99,23 @@ def _readiness(context: ApiContext) -> dict[str, dict[str, Any]]:
     try:
         runtime.store.list_executions(limit=1)
         checks["database"] = {"ok": True}
-    except Exception as exc:
-        checks["database"] = {"ok": False, "error": str(exc)}
+    except Exception as exc:  # the details (host, user) go to the log, not to anyone asking
+        log.warning("readiness: the database does not answer: %s", exc)
+        checks["database"] = {
+            "ok": False,
+            "error": f"the database does not answer ({type(exc).__name__})",
+        }
     if context.celery is not None:
         try:
             with context.celery.app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=2)
             checks["broker"] = {"ok": True}
         except Exception as exc:
-            checks["broker"] = {"ok": False, "error": str(exc)}
+            log.warning("readiness: the broker does not answer: %s", exc)
+            checks["broker"] = {
+                "ok": False,
+                "error": f"the broker does not answer ({type(exc).__name__})",
+            }
     store = runtime.store
     if isinstance(store, OperatorStore):
         last = _quietly(lambda: store.last_heartbeat("tick"))

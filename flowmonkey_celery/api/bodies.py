@@ -99,6 +99,8 @@ def _json_body_problem(body: bytes) -> tuple[ErrorCode, str] | None:
         return ErrorCode.INVALID_JSON, f"the body is not valid JSON at {where}: {exc.msg}"
     except RecursionError:
         return ErrorCode.INVALID_JSON, "the body is nested too deeply to read"
+    except ValueError as exc:  # an integer of thousands of digits, say
+        return ErrorCode.INVALID_JSON, f"the body is not JSON: {exc}"
     problem = json_problem(value)
     if problem is not None:
         return ErrorCode.INVALID_INPUT, f"the body cannot be stored: {problem}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from flowmonkey_celery.core.ports import AnyTrigger, OperatorStore, TriggerStore
 from flowmonkey_celery.errors import ErrorCode
 from flowmonkey_celery.runtime import Runtime
 from flowmonkey_celery.triggers.webhooks import WebhookReceiver
+
+log = logging.getLogger("flowmonkey_celery.api")
 
 if TYPE_CHECKING:
     from flowmonkey_celery.celery.app import FlowMonkeyCelery
@@ -72,9 +75,13 @@ class ApiContext:
     # -- commit, then enqueue ------------------------------------------------------------------
 
     def start(self, flow_id: str, context: dict[str, Any], **options: Any) -> CreateResult:
-        if self.celery is not None:
-            return self.celery.start(flow_id, context, **options)
-        return self.runtime.engine.create(flow_id, context, **options)
+        result = self.runtime.engine.create(flow_id, context, **options)
+        if result.created and self.celery is not None:
+            try:
+                self.celery.dispatch(result.execution)
+            except Exception:  # committed: the stalled sweep sends it one lease later
+                log.exception("execution %s committed but not enqueued", result.execution.id)
+        return result
 
 
 def _tenant_of(trigger: AnyTrigger) -> str | None:

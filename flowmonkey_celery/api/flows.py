@@ -49,7 +49,17 @@ def get_flow(
 ) -> dict[str, Any]:
     flow = context_of(request).flow_for(principal, flow_id, version)
     shown: dict[str, Any] = {**flow.to_dict(), "version": flow.version}
+    if shown.get("triggers"):  # a flow file's webhook secrets are nobody's to read here
+        shown["triggers"] = [_without_secret(t) for t in shown["triggers"]]
     return shown
+
+
+def _without_secret(trigger: dict[str, Any]) -> dict[str, Any]:
+    auth = trigger.get("auth")
+    if not isinstance(auth, dict) or "secret" not in auth:
+        return trigger
+    public = {k: v for k, v in auth.items() if k != "secret"}
+    return {**trigger, "auth": {**public, "has_secret": True}}
 
 
 @router.post("/validate", summary="Check a flow, step configs included, without registering it")
@@ -65,6 +75,7 @@ def register(body: FlowBody, request: Request, principal: Caller) -> dict[str, A
     context = context_of(request)
     flow = build_flow(body, context.runtime.handlers.step_config_issues)
     _check_handlers(context, flow)
+    _check_children(context, principal, flow)
     _claim(context, principal, flow.id)
     registered = context.runtime.flows.register(flow)
     save = getattr(context.runtime.store, "save_flow_definition", None)
@@ -85,6 +96,27 @@ def _check_handlers(context: ApiContext, flow: Flow) -> None:
         raise FlowValidationError(
             f"flow {flow.id!r} uses step types no handler serves ({len(issues)})", issues
         )
+
+
+def _check_children(context: ApiContext, principal: Principal, flow: Flow) -> None:
+    """A sub-flow or parallel branch may only start flows this key may use: a tenant's flow
+    cannot run another tenant's private one as its child."""
+    issues = []
+    for step in flow.steps.values():
+        config = step.config
+        named = [(f"steps.{step.id}.config.flow", config.get("flow"))]
+        for index, branch in enumerate(config.get("branches") or []):
+            if isinstance(branch, dict):
+                named.append((f"steps.{step.id}.config.branches.{index}.flow", branch.get("flow")))
+        for path, child in named:
+            if (
+                isinstance(child, str)
+                and child != flow.id
+                and not context.sees_flow(principal, child)
+            ):
+                issues.append((path, f"flow {child!r} not found"))
+    if issues:
+        raise FlowValidationError(f"flow {flow.id!r} starts flows it cannot use", issues)
 
 
 def _claim(context: ApiContext, principal: Principal, flow_id: str) -> None:

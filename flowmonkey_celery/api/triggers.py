@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -70,6 +71,13 @@ def _parsed(body: dict[str, Any], principal: Principal, context: ApiContext) -> 
             f"the trigger is invalid ({len(issues)} problem(s)): {listed}",
             {"issues": issues},
         ) from None
+    if isinstance(trigger, HttpTrigger) and trigger.auth.secret_env and not principal.admin:
+        raise ApiError(
+            403,
+            ErrorCode.UNAUTHORIZED,
+            "auth.secret_env (a variable of the API's host) needs an admin API key; give the "
+            "secret itself in auth.secret",
+        )
     if hasattr(trigger, "tenant_id"):
         asked = getattr(trigger, "tenant_id", None)
         trigger = trigger.model_copy(update={"tenant_id": principal.tenant_for(asked)})
@@ -226,12 +234,18 @@ def list_events(
 @webhooks.post("/{trigger_id}", summary="Fire an HTTP trigger: 202 with the execution id")
 async def fire_webhook(trigger_id: str, request: Request) -> JSONResponse:
     context = context_of(request)
-    trigger = context.receiver.trigger(trigger_id)
+    receiver = context.receiver
+    # The store and the broker are blocking calls: off the event loop, so one delivery's
+    # commits never stall the others (or /health).
+    trigger = await run_in_threadpool(receiver.trigger, trigger_id)
     body = await _read_capped(request, trigger.max_body_bytes)
     if body is None:
-        answer = context.receiver.too_large(trigger)
+        answer = await run_in_threadpool(receiver.too_large, trigger)
     else:
-        answer = context.receiver.receive(trigger_id, dict(request.headers), body, trigger=trigger)
+        headers = dict(request.headers)
+        answer = await run_in_threadpool(
+            lambda: receiver.receive(trigger_id, headers, body, trigger=trigger)
+        )
     return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
 

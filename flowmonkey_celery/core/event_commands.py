@@ -12,15 +12,17 @@ from flowmonkey_celery.core.commands import Commands
 from flowmonkey_celery.core.conditions import evaluate
 from flowmonkey_celery.core.draft import ExecutionDraft
 from flowmonkey_celery.core.engine_base import CommitEffects, log, to_json_value_or_error
+from flowmonkey_celery.core.events import EventType
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.inbox import EmitResult, Event, EventWait, execution_id_for
 from flowmonkey_celery.core.ports import TriggerStore
 from flowmonkey_celery.core.triggers import EVENT, EventTrigger, TriggerFireRecord
-from flowmonkey_celery.errors import ErrorCode, ExecutionError, FlowMonkeyError
+from flowmonkey_celery.errors import ErrorCode, ExecutionError, FlowMonkeyError, StoreError
 
 # An event whose dispatch has not finished this long after it was stored is presumed
 # interrupted (its emitter died) and dispatched again by the sweep: well past a normal emit.
 REDISPATCH_AFTER = timedelta(seconds=30)
+INBOX_PAGE = 500
 MAX_EVENT_TYPE = 200
 MAX_EVENT_KEY = 500
 
@@ -142,12 +144,18 @@ class EventCommands(Commands):
             try:
                 self._start_for_event(trigger, event, execution_id)
                 started.append(execution_id)
+            except StoreError:
+                raise  # the database, not the trigger: the event stays undispatched, retried
             except FlowMonkeyError as exc:
                 if exc.code is ErrorCode.EXECUTION_EXISTS:
                     status = "duplicate"  # this event started it before (a sweep, a retry)
                 else:
                     status, error = "failed", {"code": str(exc.code), "message": exc.message}
                     log.error("event trigger %r could not start %s: %s", trigger.id, event.id, exc)
+            except Exception as exc:  # a trigger whose context cannot be built, say
+                code = ErrorCode.TRIGGER_MISCONFIGURED.value
+                status, error = "failed", {"code": code, "message": str(exc)}
+                log.exception("event trigger %r failed on event %s", trigger.id, event.id)
             triggers.record_trigger_fire(
                 TriggerFireRecord(
                     id=str(uuid.uuid4()),
@@ -210,12 +218,32 @@ class EventCommands(Commands):
         look-back (or while the step ran) ends it at once. An event emitted from now on finds
         the subscription instead; one emitted in between is seen by both, and the wait is
         taken once."""
-        with self.store.transaction() as tx:
-            candidates = tx.list_events(event_type=wait.event_type, since=wait.since, limit=1000)
-        for event in candidates:
-            if wait.accepts(event):
-                return self._resume_event_wait(wait, event, hand_off=hand_off)
-        return None
+        used = self._events_used_by(wait.execution_id)
+        after: str | None = None
+        while True:
+            with self.store.transaction() as tx:
+                page = tx.list_events(
+                    event_type=wait.event_type,
+                    tenant_id=wait.tenant_id,
+                    since=wait.since,
+                    after=after,
+                    limit=INBOX_PAGE,
+                )
+            for event in page:
+                if event.id not in used and wait.accepts(event):
+                    return self._resume_event_wait(wait, event, hand_off=hand_off)
+            if len(page) < INBOX_PAGE:
+                return None
+            after = page[-1].id
+
+    def _events_used_by(self, execution_id: str) -> set[str]:
+        """The events that ended earlier waits of this execution: one event ends one wait of
+        an execution, not every wait of a loop that comes back to the step."""
+        return {
+            str(e.data["event_id"])
+            for e in self.store.list_events(execution_id)
+            if e.type is EventType.EXECUTION_RESUMED and e.data.get("event_id")
+        }
 
 
 def _matches(trigger: EventTrigger, event: Event) -> bool:

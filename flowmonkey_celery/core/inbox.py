@@ -92,7 +92,7 @@ class EventWait(StateModel):
         """Whether `event` ends this wait."""
         if event.type != self.event_type or event.created_at < self.since:
             return False
-        if self.tenant_id is not None and event.tenant_id != self.tenant_id:
+        if event.tenant_id != self.tenant_id:  # an execution without a tenant too: only its own
             return False
         return all(
             _same(get_path(event.payload, path), expected) for path, expected in self.match.items()

@@ -30,7 +30,7 @@ from flowmonkey_celery.core.flow import Flow, InputSelector, Step
 from flowmonkey_celery.core.ports import StoreTransaction
 from flowmonkey_celery.core.results import StepError
 from flowmonkey_celery.core.selectors import resolve_input
-from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
+from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError, FlowNotFoundError
 
 log = logging.getLogger("flowmonkey_celery.joins")
 _SELECTOR: TypeAdapter[Any] = TypeAdapter(InputSelector)
@@ -125,7 +125,16 @@ class Joins(EngineBase):
     def _child_flow(self, parent_flow: Flow, spec: ChildSpec) -> Flow:
         if spec.start_step_id is not None and spec.flow_id == parent_flow.id:
             return parent_flow  # a branch of the parent's own flow: the same version
-        return self.flows.get(spec.flow_id, spec.flow_version)
+        found = self.flows.find(spec.flow_id, spec.flow_version)
+        if found is None:
+            # Not the registry's message, which lists every flow id: the step's error is the
+            # execution's, and its reader (a tenant, through the API) must not learn others'.
+            version = f" version {spec.flow_version}" if spec.flow_version else ""
+            raise FlowNotFoundError(
+                f"sub-flow {spec.flow_id!r}{version} is not registered",
+                details={"flow_id": spec.flow_id, "version": spec.flow_version},
+            )
+        return found
 
     def _child_execution(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 import uuid
@@ -35,6 +36,7 @@ from flowmonkey_celery.core.triggers import (
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
 MAX_IDEMPOTENCY_KEY = 200
+log = logging.getLogger("flowmonkey_celery.webhooks")
 
 
 @dataclass
@@ -139,7 +141,10 @@ class WebhookReceiver:
             execution_id = created.execution.id
             status = "accepted" if created.created else "duplicate"
             if created.created and self.dispatch is not None:
-                self.dispatch(created.execution)
+                try:
+                    self.dispatch(created.execution)
+                except Exception:  # committed: the stalled sweep sends it one lease later
+                    log.exception("execution %s committed but not enqueued", execution_id)
             response = WebhookResponse(
                 202,
                 {
@@ -222,14 +227,14 @@ class WebhookReceiver:
                 400, ErrorCode.INVALID_JSON, "the body is nested too deeply to read"
             ) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = (
-                f" at line {exc.lineno} column {exc.colno}"
-                if isinstance(exc, json.JSONDecodeError)
-                else ""
-            )
+            raise _not_json(exc) from None
+        except ValueError as exc:  # an integer of thousands of digits, say
             raise WebhookRefused(
-                400, ErrorCode.INVALID_JSON, f"the body is not JSON{where}: {_reason(exc)}"
+                400, ErrorCode.INVALID_JSON, f"the body is not JSON: {exc}"
             ) from None
+        return self._checked_payload(trigger, payload)
+
+    def _checked_payload(self, trigger: HttpTrigger, payload: Any) -> Any:
         if payload is None:
             raise WebhookRefused(400, ErrorCode.INVALID_JSON, "the body is empty; send JSON")
         problem = json_problem(payload)
@@ -292,6 +297,16 @@ class WebhookReceiver:
             name, _, value = item.strip().partition("=")
             parts.setdefault(name, []).append(value)
         stamp = (parts.get("t") or [""])[0]
+        if (
+            stamp
+            and parts.get("v1")
+            and not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12)
+        ):
+            raise WebhookRefused(
+                401,
+                ErrorCode.INVALID_SIGNATURE,
+                f"the {header} timestamp t={stamp[:20]!r} is not a time in unix seconds",
+            )
         if not stamp.isdigit() or not parts.get("v1"):
             raise WebhookRefused(
                 401,
@@ -353,7 +368,7 @@ def _idempotency_key(trigger: HttpTrigger, headers: Mapping[str, str], payload: 
             )
         key = str(value)
     else:
-        key = headers.get("idempotency-key", "").strip()
+        key = headers.get("idempotency-key", "").strip() or _delivery_id(trigger, headers)
         if not key:
             return None
     if len(key) > MAX_IDEMPOTENCY_KEY:
@@ -367,11 +382,33 @@ def _idempotency_key(trigger: HttpTrigger, headers: Mapping[str, str], payload: 
     return f"webhook:{trigger.id}:{key}"
 
 
+def _delivery_id(trigger: HttpTrigger, headers: Mapping[str, str]) -> str:
+    """Without an Idempotency-Key, what names a signed delivery, so that a replay of it (within
+    the timestamp tolerance, or ever with GitHub's scheme) starts nothing: GitHub's
+    X-GitHub-Delivery, else the signature itself (its timestamp and MAC), hashed."""
+    auth = trigger.auth
+    if auth.type != "hmac":
+        return ""
+    if auth.scheme == "github" and headers.get("x-github-delivery", "").strip():
+        return "github:" + headers["x-github-delivery"].strip()[:100]
+    signature = headers.get(auth.signature_header.lower(), "").strip()
+    return "sig:" + hashlib.sha256(signature.encode()).hexdigest()[:32]
+
+
 def _refusal(refused: WebhookRefused) -> WebhookResponse:
     """The API's error shape: `{"error": {code, message, details}}` (input_schema problems in
     `details.issues`, each with its path)."""
     error = {"code": refused.code.value, "message": refused.message, "details": refused.details}
     return WebhookResponse(refused.status, {"error": error}, refused.headers)
+
+
+def _not_json(exc: UnicodeDecodeError | json.JSONDecodeError) -> WebhookRefused:
+    where = (
+        f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+    )
+    return WebhookRefused(
+        400, ErrorCode.INVALID_JSON, f"the body is not JSON{where}: {_reason(exc)}"
+    )
 
 
 def _reason(exc: Exception) -> str:

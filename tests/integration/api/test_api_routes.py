@@ -1165,7 +1165,7 @@ def test_webhook_whose_secret_variable_is_not_set_is_503(
 ) -> None:
     variable = f"FM_TEST_HOOK_SECRET_{uuid.uuid4().hex[:8].upper()}"
     monkeypatch.delenv(variable, raising=False)
-    api.trigger(id="hook", auth={"type": "bearer", "secret_env": variable})
+    api.trigger("admin", id="hook", auth={"type": "bearer", "secret_env": variable})
     before = snapshot(api)
 
     unset = deliver(api, "hook", Authorization=f"Bearer {SECRET}")

@@ -333,3 +333,51 @@ def test_a_wait_for_event_without_an_event_type_is_refused_at_registration() -> 
     assert raised.value.issues == [
         ("steps.await-payment.config", "missing required key 'event' (step type 'wait_for_event')")
     ]
+
+
+def test_one_event_ends_one_wait_of_a_loop_not_every_wait(store: Store) -> None:
+    @handler("count")
+    def count(params: HandlerParams) -> StepResult:
+        seen = params.context.get("seen", 0) + 1
+        return Result.success(seen, next_step="await" if seen < 3 else None)
+
+    looping = {
+        "id": "updates",
+        "initialStepId": "await",
+        "steps": {
+            "await": {
+                "type": "wait_for_event",
+                "config": {"event": "order.updated", "match": {"order_id": "${order.id}"}},
+                "outputKey": "update",
+                "transitions": {"onSuccess": "count"},
+            },
+            "count": {"type": "count", "outputKey": "seen"},
+        },
+    }
+    engine = Engine(
+        store, HandlerRegistry([mark, count]), FlowRegistry([looping]), clock=ManualClock(START)
+    )
+    engine.emit("order.updated", {"order_id": "A-1", "n": 1})
+    execution_id = engine.create("updates", {"order": {"id": "A-1"}}).execution.id
+
+    waiting = engine.run(execution_id)  # the first update was in the inbox: one round
+
+    assert waiting.status is ExecutionStatus.WAITING and waiting.context["seen"] == 1
+    engine.clock.advance(1)  # type: ignore[attr-defined]
+    engine.emit("order.updated", {"order_id": "A-1", "n": 2})
+    assert engine.run(execution_id).context["seen"] == 2
+
+
+def test_a_trigger_that_cannot_build_its_context_fails_alone(store: Store) -> None:
+    engine = make(store)
+    add_trigger(engine, id="broken", context_key="order.id", static_context={"order": "x"})
+    add_trigger(engine, id="fine")
+
+    result = engine.emit("order.paid", {"id": 1})
+
+    assert [execution_id_for(result.event.id, "fine")] == result.started
+    [failed] = store.list_trigger_fires("broken")
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error["code"] == "TRIGGER_MISCONFIGURED"
+    with store.transaction() as tx:
+        assert tx.get_event(result.event.id).dispatched_at is not None  # type: ignore[union-attr]
