@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -77,10 +76,10 @@ def register(body: FlowBody, request: Request, principal: Caller) -> dict[str, A
     _check_handlers(context, flow)
     _check_children(context, principal, flow)
     _claim(context, principal, flow.id)
-    registered = context.runtime.flows.register(flow)
     save = getattr(context.runtime.store, "save_flow_definition", None)
-    if callable(save):  # a durable store keeps it for the workers and the next deploy
-        save(registered, now=datetime.now(UTC))
+    if callable(save):  # the store decides first (another process may hold this version)
+        save(flow, now=context.runtime.clock.now())
+    registered = context.runtime.flows.register(flow)
     return {"id": registered.id, "version": registered.version, "steps": len(registered.steps)}
 
 

@@ -183,6 +183,7 @@ def _as_handler(candidate: Any) -> StepHandler:
 
 
 REFRESH_SECONDS = 1.0
+LATEST_SECONDS = 5.0
 
 
 class FlowRegistry:
@@ -257,7 +258,10 @@ class FlowRegistry:
             FlowNotFoundError: code FLOW_NOT_FOUND, naming what is registered.
         """
         versions = self._flows.get(flow_id)
-        if (not versions or (version is not None and version not in versions)) and self._refresh():
+        missing = not versions or (version is not None and version not in versions)
+        # "The latest" may have moved on in another process: looked up again now and then.
+        stale = version is None and time.monotonic() - self._refreshed_at > LATEST_SECONDS
+        if (missing or stale) and self._refresh():
             versions = self._flows.get(flow_id)
         if not versions:
             known = ", ".join(sorted(self._flows)) or "none"

@@ -424,3 +424,23 @@ def test_a_version_stored_by_another_process_is_found_on_a_miss() -> None:
     )
 
     assert flows.get("late").id == "late"
+
+
+def test_a_newer_version_stored_by_another_process_becomes_the_latest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flowmonkey_celery.core.registries as registries
+
+    def version(v: str) -> Flow:
+        steps = {"a": {"type": "delay", "config": {"ms": 1}}}
+        return Flow.from_dict({"id": "f", "version": v, "initialStepId": "a", "steps": steps})
+
+    stored = [version("1.0.0")]
+    flows = FlowRegistry()
+    flows.source = lambda: list(stored)
+    assert flows.get("f").version == "1.0.0"
+    stored.append(version("1.1.0"))
+    assert flows.get("f").version == "1.0.0"  # looked up again only now and then
+    monkeypatch.setattr(registries, "LATEST_SECONDS", 0.0)
+    monkeypatch.setattr(registries, "REFRESH_SECONDS", 0.0)
+    assert flows.get("f").version == "1.1.0"
