@@ -23,6 +23,7 @@ from flowmonkey_celery.errors import ErrorCode, ExecutionError, FlowMonkeyError,
 # interrupted (its emitter died) and dispatched again by the sweep: well past a normal emit.
 REDISPATCH_AFTER = timedelta(seconds=30)
 INBOX_PAGE = 500
+WAITS_PAGE = 1000
 MAX_EVENT_TYPE = 200
 MAX_EVENT_KEY = 500
 
@@ -118,11 +119,17 @@ class EventCommands(Commands):
     def _dispatch_event(self, event: Event) -> EmitResult:
         result = EmitResult(event=event, created=True)
         result.started = self._start_event_triggers(event)
-        with self.store.transaction() as tx:
-            waits = tx.find_event_waits(event.type)
-        for wait in waits:
-            if wait.accepts(event) and self._resume_event_wait(wait, event) is not None:
-                result.resumed.append(wait.execution_id)
+        after: tuple[datetime, str, int] | None = None
+        while True:  # every wait of the type, a page at a time
+            with self.store.transaction() as tx:
+                waits = tx.find_event_waits(event.type, limit=WAITS_PAGE, after=after)
+            for wait in waits:
+                if wait.accepts(event) and self._resume_event_wait(wait, event) is not None:
+                    result.resumed.append(wait.execution_id)
+            if len(waits) < WAITS_PAGE:
+                break
+            last = waits[-1]
+            after = (last.created_at, last.execution_id, last.sequence)
         dispatched_at = self.clock.now()
         with self.store.transaction() as tx:
             tx.mark_event_dispatched(event.id, dispatched_at)

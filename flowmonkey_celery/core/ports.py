@@ -179,8 +179,15 @@ class StoreTransaction(Protocol):
 
     def insert_event_wait(self, wait: EventWait) -> None: ...
 
-    def find_event_waits(self, event_type: str, *, limit: int = 1000) -> list[EventWait]:
-        """The waits for events of `event_type`, oldest first."""
+    def find_event_waits(
+        self,
+        event_type: str,
+        *,
+        limit: int = 1000,
+        after: tuple[datetime, str, int] | None = None,
+    ) -> list[EventWait]:
+        """The waits for events of `event_type`, ordered by (created_at, execution_id,
+        sequence); `after` is that key of the last wait of the previous page."""
         ...
 
     def take_event_wait(self, execution_id: str, sequence: int) -> EventWait | None:

@@ -330,10 +330,21 @@ class MemoryTransaction:
 
         self._undo.append(undo)
 
-    def find_event_waits(self, event_type: str, *, limit: int = 1000) -> list[EventWait]:
+    def find_event_waits(
+        self,
+        event_type: str,
+        *,
+        limit: int = 1000,
+        after: tuple[datetime, str, int] | None = None,
+    ) -> list[EventWait]:
         found = sorted(
-            (w for w in self._store._event_waits.values() if w.event_type == event_type),
-            key=lambda w: (w.created_at, w.execution_id),
+            (
+                w
+                for w in self._store._event_waits.values()
+                if w.event_type == event_type
+                and (after is None or (w.created_at, w.execution_id, w.sequence) > after)
+            ),
+            key=lambda w: (w.created_at, w.execution_id, w.sequence),
         )
         return [w.model_copy(deep=True) for w in found[:limit]]
 

@@ -421,6 +421,29 @@ def test_waits_are_found_by_event_type_oldest_first_with_a_limit(store: Store) -
     assert waits_for(store, "order.cancelled") == []
 
 
+def test_waits_page_by_created_at_execution_and_sequence(store: Store) -> None:
+    waits = [
+        make_wait("e-b", 1, created_at=at(1)),
+        make_wait("e-a", 2, created_at=at(1)),
+        make_wait("e-a", 1, created_at=at(1)),
+        make_wait("e-c", 1, created_at=at(0)),
+        make_wait("e-d", 1, created_at=at(2)),
+    ]
+    with store.transaction() as tx:
+        for wait in waits:
+            tx.insert_event_wait(wait)
+    seen: list[tuple[str, int]] = []
+    after = None
+    while True:
+        with store.transaction() as tx:
+            page = tx.find_event_waits("order.paid", limit=2, after=after)
+        seen += [(w.execution_id, w.sequence) for w in page]
+        if len(page) < 2:
+            break
+        after = (page[-1].created_at, page[-1].execution_id, page[-1].sequence)
+    assert seen == [("e-c", 1), ("e-a", 1), ("e-a", 2), ("e-b", 1), ("e-d", 1)]
+
+
 def test_a_wait_of_the_same_execution_and_sequence_replaces_the_old_one(store: Store) -> None:
     insert_waits(store, make_wait(step_id="old", match={"a": 1}))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, select, tuple_, update
+from sqlalchemy import Connection, RowMapping, delete, literal, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flowmonkey_celery.core.clock import ensure_aware
@@ -133,7 +133,12 @@ def insert_wait(conn: Connection, wait: EventWait) -> None:
     )
 
 
-def find_waits(conn: Connection, event_type: str, limit: int) -> list[EventWait]:
+def find_waits(
+    conn: Connection,
+    event_type: str,
+    limit: int,
+    after: tuple[datetime, str, int] | None = None,
+) -> list[EventWait]:
     c = event_waits.c
     query = (
         select(event_waits)
@@ -141,6 +146,14 @@ def find_waits(conn: Connection, event_type: str, limit: int) -> list[EventWait]
         .order_by(c.created_at, c.execution_id, c.sequence)
         .limit(limit)
     )
+    if after is not None:
+        created_at, execution_id, sequence = after
+        cursor = tuple_(
+            literal(ensure_aware(created_at, "after"), type_=c.created_at.type),
+            literal(execution_id, type_=c.execution_id.type),
+            literal(sequence, type_=c.sequence.type),
+        )
+        query = query.where(tuple_(c.created_at, c.execution_id, c.sequence) > cursor)
     return [wait_from_row(row) for row in conn.execute(query).mappings()]
 
 

@@ -210,8 +210,14 @@ class SqlTransaction:
     def insert_event_wait(self, wait: EventWait) -> None:
         inbox.insert_wait(self.conn, wait)
 
-    def find_event_waits(self, event_type: str, *, limit: int = 1000) -> list[EventWait]:
-        return inbox.find_waits(self.conn, event_type, limit)
+    def find_event_waits(
+        self,
+        event_type: str,
+        *,
+        limit: int = 1000,
+        after: tuple[datetime, str, int] | None = None,
+    ) -> list[EventWait]:
+        return inbox.find_waits(self.conn, event_type, limit, after)
 
     def take_event_wait(self, execution_id: str, sequence: int) -> EventWait | None:
         return inbox.take_wait(self.conn, execution_id, sequence)
