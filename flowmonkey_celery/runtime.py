@@ -24,6 +24,7 @@ from flowmonkey_celery.core.triggers import (
 )
 from flowmonkey_celery.core.validation import build_flow
 from flowmonkey_celery.core.versions import version_key
+from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 from flowmonkey_celery.handlers import configured_handlers
 from flowmonkey_celery.loading import flows_in_folder, handlers_in_modules
 from flowmonkey_celery.settings import Settings
@@ -143,7 +144,9 @@ class Runtime:
             max_step_duration=timedelta(seconds=longest) if longest else None,
         )
 
-    def register_trigger(self, trigger: AnyTrigger | dict[str, Any]) -> AnyTrigger:
+    def register_trigger(
+        self, trigger: AnyTrigger | dict[str, Any], *, create_only: bool = False
+    ) -> AnyTrigger:
         """Save a trigger of any type (schedule, http, event; the seed README's shape, camelCase
         or snake_case). It starts its flow from then on.
 
@@ -154,7 +157,7 @@ class Runtime:
         """
         checked = parse_trigger(trigger)
         self.flows.get(checked.flow_id)  # FLOW_NOT_FOUND now, not at the first fire
-        saved = register_trigger(self.store, checked, self.clock.now())
+        saved = register_trigger(self.store, checked, self.clock.now(), create_only=create_only)
         self._warn_if_nothing_fires(saved)
         return saved
 
@@ -252,16 +255,28 @@ class Runtime:
         )
 
 
-def register_trigger(store: Any, trigger: AnyTrigger, now: datetime) -> AnyTrigger:
+def register_trigger(
+    store: Any, trigger: AnyTrigger, now: datetime, *, create_only: bool = False
+) -> AnyTrigger:
     """Check what the trigger's model cannot (a schedule's cron expression, an HTTP trigger's
-    input_schema) and save (upsert) it.
+    input_schema) and save (upsert) it; with `create_only`, only if its id is free.
 
     Raises:
-        FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression or input schema.
+        FlowMonkeyError: INVALID_ARGUMENT for an invalid cron expression or input schema, or
+            (`create_only`) a taken id.
     """
     if isinstance(trigger, ScheduleTrigger):
         validate_cron(trigger.schedule)
     if isinstance(trigger, HttpTrigger) and trigger.input_schema is not None:
         check_input_schema(trigger.input_schema)
+    if create_only:
+        if not store.create_trigger(trigger, now):
+            raise FlowMonkeyError(
+                f"trigger id {trigger.id!r} is taken",
+                ErrorCode.INVALID_ARGUMENT,
+                {"trigger_id": trigger.id, "taken": True},
+            )
+        found: AnyTrigger = store.get_trigger(trigger.id)
+        return found
     saved: AnyTrigger = store.save_trigger(trigger, now)
     return saved

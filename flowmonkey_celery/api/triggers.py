@@ -15,7 +15,7 @@ from flowmonkey_celery.api.context import ApiContext, caller, context_of
 from flowmonkey_celery.api.errors import ApiError, not_found
 from flowmonkey_celery.core.ports import AnyTrigger
 from flowmonkey_celery.core.triggers import TRIGGER_TYPES, HttpTrigger, parse_trigger
-from flowmonkey_celery.errors import ErrorCode
+from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
 triggers = APIRouter(prefix="/triggers", tags=["triggers"])
 events = APIRouter(prefix="/events", tags=["events"])
@@ -105,14 +105,20 @@ def list_triggers(request: Request, principal: Caller, type: str | None = None) 
 def create_trigger(body: TriggerBody, request: Request, principal: Caller) -> dict[str, Any]:
     context = context_of(request)
     trigger = _parsed(_as_stored(body, None), principal, context)
+    taken = ApiError(
+        409,
+        ErrorCode.INVALID_ARGUMENT,
+        f"trigger id {trigger.id!r} is taken; PUT /triggers/{trigger.id} replaces a trigger "
+        "of yours, PATCH changes some of its fields",
+    )
     if context.triggers.get_trigger(trigger.id) is not None:
-        raise ApiError(
-            409,
-            ErrorCode.INVALID_ARGUMENT,
-            f"trigger id {trigger.id!r} is taken; PUT /triggers/{trigger.id} replaces a trigger "
-            "of yours, PATCH changes some of its fields",
-        )
-    return shown(context.runtime.register_trigger(trigger))
+        raise taken
+    try:  # the store decides between two creators of one id
+        return shown(context.runtime.register_trigger(trigger, create_only=True))
+    except FlowMonkeyError as exc:
+        if exc.details.get("taken"):
+            raise taken from None
+        raise
 
 
 @triggers.get("/{trigger_id}", summary="One trigger")

@@ -430,6 +430,11 @@ class TriggerStore(Protocol):
         """
         ...
 
+    def create_trigger(self, trigger: AnyTrigger, now: datetime) -> bool:
+        """Insert a new trigger; False (nothing written) if its id is taken: of two processes
+        creating one id, one succeeds (a unique key decides, never a read-then-write)."""
+        ...
+
     def get_trigger(self, trigger_id: str) -> AnyTrigger | None:
         """The trigger, or None if unknown."""
         ...

@@ -439,6 +439,13 @@ class MemoryStore:
             self._triggers[trigger.id] = stored
             return stored.model_copy(deep=True)
 
+    def create_trigger(self, trigger: AnyTrigger, now: datetime) -> bool:
+        with self._lock:
+            if trigger.id in self._triggers:
+                return False
+            self.save_trigger(trigger, now)
+            return True
+
     def get_trigger(self, trigger_id: str) -> AnyTrigger | None:
         with self._lock:
             found = self._triggers.get(trigger_id)

@@ -519,3 +519,24 @@ def test_concurrent_records_of_one_slot_have_exactly_one_winner(store: TriggerSt
     assert sorted(results, key=str) == [False] * 7 + [True]
     winner = results.index(True)
     assert store.last_fire("daily-report") == fire(execution_id=f"exec-{winner}")
+
+
+def test_create_trigger_refuses_a_taken_id_and_of_racing_creators_one_wins(store: Any) -> None:
+    assert store.create_trigger(make_trigger("once"), T0) is True
+    assert store.create_trigger(make_trigger("once", enabled=False), at(1)) is False
+    loaded = store.get_trigger("once")
+    assert loaded is not None and loaded.enabled is True  # the first, untouched
+
+    barrier = threading.Barrier(8, timeout=30)
+    results: list[bool] = []
+
+    def create(n: int) -> None:
+        barrier.wait()
+        results.append(store.create_trigger(make_trigger("raced", name=f"creator {n}"), T0))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]

@@ -605,6 +605,10 @@ class SqlStore:
         with self._transaction("save trigger") as conn:
             return trigger_rows.save(conn, self._dialect, trigger, now)
 
+    def create_trigger(self, trigger: AnyTrigger, now: datetime) -> bool:
+        with self._transaction("create trigger") as conn:
+            return trigger_rows.create(conn, self._dialect, trigger, now)
+
     def get_trigger(self, trigger_id: str) -> AnyTrigger | None:
         with self._transaction("load trigger", write=False) as conn:
             return trigger_rows.get(conn, trigger_id)

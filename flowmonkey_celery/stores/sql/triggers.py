@@ -53,6 +53,26 @@ _INSERT_FIRE = {
 }
 
 
+def create(conn: Connection, dialect: str, trigger: AnyTrigger, now: datetime) -> bool:
+    """Insert unless the id is taken (ON CONFLICT DO NOTHING: of two creators, one)."""
+    values = _values(trigger, ensure_aware(now, "now"))
+    insert_ = (postgresql if dialect == "postgresql" else sqlite).insert(triggers).values(values)
+    return bool(conn.execute(insert_.on_conflict_do_nothing()).rowcount == 1)
+
+
+def _values(trigger: AnyTrigger, now: datetime) -> dict[str, Any]:
+    return {
+        "id": trigger.id,
+        "type": trigger.type,
+        "name": trigger.name,
+        "flow_id": trigger.flow_id,
+        "enabled": trigger.enabled,
+        "config": trigger.model_dump(mode="json", exclude=set(_COLUMNS)),
+        "created_at": trigger.created_at or now,
+        "updated_at": now,
+    }
+
+
 def save(conn: Connection, dialect: str, trigger: AnyTrigger, now: datetime) -> AnyTrigger:
     """Upsert in one statement, so two processes saving one new id cannot both insert; the
     stored `created_at` survives updates."""
