@@ -77,16 +77,7 @@ def save(conn: Connection, dialect: str, trigger: AnyTrigger, now: datetime) -> 
     """Upsert in one statement, so two processes saving one new id cannot both insert; the
     stored `created_at` survives updates."""
     now = ensure_aware(now, "now")
-    values = {
-        "id": trigger.id,
-        "type": trigger.type,
-        "name": trigger.name,
-        "flow_id": trigger.flow_id,
-        "enabled": trigger.enabled,
-        "config": trigger.model_dump(mode="json", exclude=set(_COLUMNS)),
-        "created_at": trigger.created_at or now,
-        "updated_at": now,
-    }
+    values = _values(trigger, now)
     insert_ = (postgresql if dialect == "postgresql" else sqlite).insert(triggers).values(values)
     upsert = insert_.on_conflict_do_update(
         index_elements=[triggers.c.id],
