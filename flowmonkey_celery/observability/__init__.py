@@ -1,1 +1,1 @@
-"""Operators\x27 signals: Prometheus metrics, OpenTelemetry traces, structured logs."""
+"""Operators' signals: Prometheus metrics, OpenTelemetry traces, structured logs."""
