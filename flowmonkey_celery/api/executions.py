@@ -1,4 +1,4 @@
-"""`/executions`: start, list, read, history, resume (by id or by token), cancel."""
+"""`/executions`: start, list, read, history, resume (by id or by token), cancel, replay."""
 
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ class TokenResumeRequest(Strict):
 
 class CancelRequest(Strict):
     reason: str | None = Field(default=None, max_length=1000)
+
+
+class ReplayRequest(Strict):
+    from_step: str = Field(min_length=1, max_length=200)
+    context_patch: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BulkReplayRequest(Strict):
+    """Which failed executions to replay (the list's filters, plus the failure's error code),
+    from which step (default: the step each failed at), with what patch."""
+
+    flow_id: str | None = Field(default=None, min_length=1, max_length=200)
+    tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    metadata: dict[str, str] | None = None
+    error_code: str | None = Field(default=None, min_length=1, max_length=200)
+    from_step: str | None = Field(default=None, min_length=1, max_length=200)
+    context_patch: dict[str, Any] | None = None
+    limit: int = Field(default=100, ge=1, le=1000, strict=True)
 
 
 def _utc(instant: datetime | None) -> datetime | None:
@@ -187,6 +208,50 @@ def cancel(
         "previous_status": result.previous_status.value if result.previous_status else None,
         "children_cancelled": result.children_cancelled,
     }
+
+
+@router.post(
+    "/replay",
+    summary="Replay failed executions selected by a filter, each from the step it failed at",
+)
+def replay_failed(body: BulkReplayRequest, request: Request, principal: Caller) -> dict[str, Any]:
+    context = context_of(request)
+    if not principal.sees(body.tenant_id) and body.tenant_id is not None:
+        return {"replayed": 0, "outcomes": []}  # another tenant's: none this key can see
+    result = context.runtime.engine.replay_failed(
+        flow_id=body.flow_id,
+        tenant_id=body.tenant_id if principal.admin else principal.tenant_id,
+        created_after=_utc(body.created_after),
+        created_before=_utc(body.created_before),
+        metadata=body.metadata,
+        error_code=body.error_code,
+        from_step=body.from_step,
+        context_patch=body.context_patch,
+        limit=body.limit,
+    )
+    return {
+        "replayed": result.replayed,
+        "outcomes": [outcome.model_dump(mode="json") for outcome in result.outcomes],
+    }
+
+
+@router.post(
+    "/{execution_id}/replay",
+    status_code=201,
+    summary="Start a new execution from a step of this one, with its context there, patched",
+)
+def replay(
+    execution_id: str, body: ReplayRequest, request: Request, principal: Caller
+) -> dict[str, Any]:
+    context = context_of(request)
+    context.execution_for(principal, execution_id)
+    result = context.runtime.engine.replay(
+        execution_id,
+        body.from_step,
+        body.context_patch,
+        idempotency_key=body.idempotency_key,
+    )
+    return {"execution": _shown(result.execution), "created": result.created}
 
 
 __all__ = ["not_found", "router"]

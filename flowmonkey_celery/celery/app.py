@@ -184,6 +184,17 @@ class FlowMonkeyCelery:
         """Cancel (committed). A step message already in flight finds it cancelled and drops."""
         return self.runtime.engine.cancel(execution_id, source=source, reason=reason)
 
+    def replay(
+        self,
+        execution_id: str,
+        from_step: str,
+        context_patch: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> CreateResult:
+        """Start a new execution from a step of an old one (see `Engine.replay`), committed,
+        then enqueued (through the engine's hand-off)."""
+        return self.runtime.engine.replay(execution_id, from_step, context_patch, **options)
+
     def get(self, execution_id: str) -> Execution | None:
         return self.runtime.engine.get(execution_id)
 

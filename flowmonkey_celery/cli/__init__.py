@@ -20,6 +20,7 @@ from flowmonkey_celery.cli.api import api
 from flowmonkey_celery.cli.demo import demo
 from flowmonkey_celery.cli.failures import FlowMonkeyGroup
 from flowmonkey_celery.cli.handlers import handlers
+from flowmonkey_celery.cli.replay import replay
 from flowmonkey_celery.cli.run import run
 
 app = typer.Typer(
@@ -64,6 +65,7 @@ app.command(rich_help_panel="Executions")(run)
 app.command(rich_help_panel="Executions")(control.start)
 app.command(rich_help_panel="Executions")(control.resume)
 app.command(rich_help_panel="Executions")(control.cancel)
+app.command(rich_help_panel="Executions")(replay)
 app.add_typer(executions.app, name="executions", rich_help_panel="Executions")
 
 # Flows and handlers

@@ -24,6 +24,7 @@ from flowmonkey_celery.core.execution import (
     TimeoutConfig,
     WaitKind,
 )
+from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.results import StepError
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -69,13 +70,7 @@ class Commands(EngineBase):
         self._check_handlers(flow)
         json_context = self._json_object(context or {}, "context")
         timeout_config = self._timeout_config(timeout)
-        ttl = (
-            as_timedelta(idempotency_ttl, "idempotency_ttl")
-            if idempotency_ttl is not None
-            else DEFAULT_IDEMPOTENCY_TTL
-        )
-        if ttl <= timedelta(0):
-            raise ExecutionError("idempotency_ttl must be positive", ErrorCode.INVALID_ARGUMENT)
+        ttl = self._ttl(idempotency_ttl)
         if (
             parent_execution_id is not None
             and self.store.get_execution(parent_execution_id) is None
@@ -84,16 +79,57 @@ class Commands(EngineBase):
                 f"parent execution {parent_execution_id} does not exist",
                 details={"execution_id": parent_execution_id},
             )
+        return self._insert_new(
+            flow,
+            json_context,
+            start_step_id=flow.initial_step_id,
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            ttl=ttl,
+            parent_execution_id=parent_execution_id,
+            timeout_config=timeout_config,
+            metadata=self._json_object(metadata or {}, "metadata"),
+            execution_id=execution_id,
+        )
+
+    @staticmethod
+    def _ttl(idempotency_ttl: timedelta | float | int | None) -> timedelta:
+        ttl = (
+            as_timedelta(idempotency_ttl, "idempotency_ttl")
+            if idempotency_ttl is not None
+            else DEFAULT_IDEMPOTENCY_TTL
+        )
+        if ttl <= timedelta(0):
+            raise ExecutionError("idempotency_ttl must be positive", ErrorCode.INVALID_ARGUMENT)
+        return ttl
+
+    def _insert_new(
+        self,
+        flow: Flow,
+        json_context: dict[str, Any],
+        *,
+        start_step_id: str,
+        tenant_id: str | None,
+        idempotency_key: str | None,
+        ttl: timedelta,
+        parent_execution_id: str | None,
+        timeout_config: TimeoutConfig | None,
+        metadata: dict[str, Any],
+        execution_id: str | None,
+        created_data: dict[str, Any] | None = None,
+    ) -> CreateResult:
+        """Store a new pending execution at `start_step_id` (an idempotency key taken: the
+        execution holding it)."""
         now = self.clock.now()
         execution = Execution(
             id=execution_id or str(uuid.uuid4()),
             flow_id=flow.id,
             flow_version=flow.version,
             status=ExecutionStatus.PENDING,
-            current_step_id=flow.initial_step_id,
+            current_step_id=start_step_id,
             context=json_context,
             tenant_id=tenant_id,
-            metadata=self._json_object(metadata or {}, "metadata"),
+            metadata=metadata,
             parent_execution_id=parent_execution_id,
             idempotency_key=idempotency_key,
             idempotency_expires_at=now + ttl if idempotency_key else None,
@@ -111,8 +147,8 @@ class Commands(EngineBase):
             execution_id=execution.id,
             type=EventType.EXECUTION_CREATED,
             at=now,
-            step_id=flow.initial_step_id,
-            data={"flow_id": flow.id, "flow_version": flow.version},
+            step_id=start_step_id,
+            data={"flow_id": flow.id, "flow_version": flow.version, **(created_data or {})},
         )
         stored, created = self.store.create_execution(
             execution, now=now, events=[created_event] if self.record_history else []

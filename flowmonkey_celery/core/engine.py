@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from flowmonkey_celery.core.commands import Commands
 from flowmonkey_celery.core.event_commands import EventCommands
+from flowmonkey_celery.core.replay import Replays
 from flowmonkey_celery.core.stepping import Stepping
 from flowmonkey_celery.core.sweeps import Sweeps
 from flowmonkey_celery.core.token_commands import TokenCommands
 
 
-class Engine(Stepping, EventCommands, Commands, TokenCommands, Sweeps):
+class Engine(Stepping, EventCommands, Replays, Commands, TokenCommands, Sweeps):
     """Creates, steps, runs, resumes and cancels executions.
 
     Args:
@@ -26,6 +27,9 @@ class Engine(Stepping, EventCommands, Commands, TokenCommands, Sweeps):
         record_history: store history events (subscribers get them either way).
         clock: source of time (default SystemClock); tests pass a ManualClock.
         rng: randomness for retry jitter (seed it for repeatable tests).
+        history_snapshot_bytes: the largest context (before a step) and output (of a step)
+            the history keeps, as JSON bytes (default 64 KiB; 0: none). `replay` starts from
+            these contexts.
     """
 
 

@@ -39,6 +39,7 @@ from flowmonkey_celery.core.ports import Store, StoreTransaction
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry, check_step_configs
 from flowmonkey_celery.core.results import UNSET, StepError, StepResult
 from flowmonkey_celery.core.retry import retry_delay
+from flowmonkey_celery.core.snapshots import DEFAULT_SNAPSHOT_BYTES
 from flowmonkey_celery.core.tokens import IssuedResumeToken
 from flowmonkey_celery.errors import (
     ErrorCode,
@@ -72,6 +73,7 @@ class EngineBase:
         lease: timedelta | None = None,
         timeout_exceptions: tuple[type[BaseException], ...] = (),
         max_step_duration: timedelta | None = None,
+        history_snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
@@ -86,6 +88,9 @@ class EngineBase:
         # How long a background job (a stateful handler) may run before the reaper fails it
         # with HANDLER_TIMEOUT, heartbeats or not: a hung handler cannot hold its step forever.
         self.max_step_duration = max_step_duration
+        # The history keeps the context before each step and each step's output up to this
+        # size (JSON bytes; 0: never): what the dashboard shows and `replay` starts from.
+        self.history_snapshot_bytes = history_snapshot_bytes
         self.store = store
         self.handlers = handlers
         self.flows = flows

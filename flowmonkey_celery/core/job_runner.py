@@ -25,6 +25,7 @@ from flowmonkey_celery.core.jobs import Job, JobControl, JobStatus, new_job_id, 
 from flowmonkey_celery.core.joins import Joins
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.results import Result, StepResult
+from flowmonkey_celery.core.snapshots import snapshot_of
 from flowmonkey_celery.errors import ErrorCode
 
 log = logging.getLogger("flowmonkey_celery.jobs")
@@ -225,8 +226,13 @@ class JobRunner(Joins):
             draft = ExecutionDraft(execution, now)
             draft.leave_wait("job")
             draft.execution.step_count += 1
+            limit = self.history_snapshot_bytes
             draft.record(
-                EventType.STEP_STARTED, at=started_at, step_id=step.id, attempt=job.attempt
+                EventType.STEP_STARTED,
+                at=started_at,
+                step_id=step.id,
+                attempt=job.attempt,
+                data=snapshot_of("context", execution.context, limit),
             )
             draft.record(
                 EventType.STEP_COMPLETED,
@@ -238,7 +244,11 @@ class JobRunner(Joins):
                 finished_at=now,
                 duration_ms=round(duration_ms, 3),
                 error=error,
-                data={"job_id": job.id, "claims": job.claims},
+                data={
+                    "job_id": job.id,
+                    "claims": job.claims,
+                    **(snapshot_of("output", output, limit) if output is not None else {}),
+                },
             )
             self._apply_result(draft, flow, step, result, output)
             resumed = draft.finalise()

@@ -27,6 +27,7 @@ from flowmonkey_celery.core.joins import child_failure
 from flowmonkey_celery.core.json_values import to_json_value
 from flowmonkey_celery.core.results import Result, StepError, StepResult
 from flowmonkey_celery.core.selectors import resolve_input
+from flowmonkey_celery.core.snapshots import snapshot_of
 from flowmonkey_celery.errors import (
     ErrorCode,
     FlowMonkeyError,
@@ -226,7 +227,13 @@ class Stepping(JobRunner):
             ),
         )
         started_at = self.clock.now()
-        draft.record(EventType.STEP_STARTED, at=started_at, step_id=step.id, attempt=attempt)
+        draft.record(
+            EventType.STEP_STARTED,
+            at=started_at,
+            step_id=step.id,
+            attempt=attempt,
+            data=snapshot_of("context", execution.context, self.history_snapshot_bytes),
+        )
         with self._keep_lease(draft, step):
             invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
         result = invocation.result
@@ -264,6 +271,11 @@ class Stepping(JobRunner):
             finished_at=finished_at,
             duration_ms=round(invocation.duration_ms, 3),
             error=error,
+            data=(
+                snapshot_of("output", output, self.history_snapshot_bytes)
+                if output is not None
+                else {}
+            ),
         )
         if result.start_children is not None and result.outcome != "success":
             kind = self._start_children(draft, flow, step, result.start_children, result)

@@ -183,6 +183,14 @@ class Api:
         token = next(t.token for t in reversed(self.tokens) if t.execution_id == execution_id)
         return execution_id, token
 
+    def failed(self, who: str = "a", **fields: Any) -> str:
+        """An approval whose wait was failed (what it waited for failed): status failed,
+        error CARD_DECLINED at step `approve`."""
+        execution_id, _ = self.waiting("approval", who, **fields)
+        failed = self.engine.fail_waiting(execution_id, "CARD_DECLINED", "the card was declined")
+        assert failed.status.value == "failed"
+        return execution_id
+
     def completed(self, who: str = "a", **fields: Any) -> str:
         execution_id = self.start("quick", who, **fields)["id"]
         assert self.engine.run(execution_id).status.value == "completed"

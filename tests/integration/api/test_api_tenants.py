@@ -355,6 +355,21 @@ def validate_b_flow(world: World) -> None:
     assert_unchanged(before, snapshot(api))
 
 
+def bulk_replay_leaves_b(world: World) -> None:
+    """A's bulk replay, even asking for B's tenant, never selects B's failed executions; the
+    admin's may."""
+    api = world.api
+    failed = api.failed("b")
+
+    mine = api.post("/executions/replay", "a", json={"limit": 1000}).json()
+    asked = api.post("/executions/replay", "a", json={"tenant_id": B}).json()
+    admin = api.post("/executions/replay", "admin", json={"tenant_id": B}).json()
+
+    assert failed not in {o["original_id"] for o in mine["outcomes"]}
+    assert asked == {"replayed": 0, "outcomes": []}
+    assert [o["original_id"] for o in admin["outcomes"]] == [failed]
+
+
 # -- routes without an API key ---------------------------------------------------------------
 
 
@@ -524,6 +539,22 @@ ROUTES: dict[tuple[str, str], Route] = {
             ),
             "b-finished": like_unknown("POST", "/executions/{id}/cancel", "b_exec", new_uuid),
         },
+    ),
+    ("POST", "/executions/{execution_id}/replay"): Route(
+        lambda w: Call("POST", f"/executions/{w['a_exec']}/replay", json={"from_step": "go"}),
+        {
+            "b-finished": like_unknown(
+                "POST",
+                "/executions/{id}/replay",
+                "b_exec",
+                new_uuid,
+                body=lambda _: {"from_step": "go", "context_patch": {"x": 1}},
+            ),
+        },
+    ),
+    ("POST", "/executions/replay"): Route(
+        lambda w: Call("POST", "/executions/replay", json={}),
+        {"replays-only-own": bulk_replay_leaves_b},
     ),
     ("GET", "/triggers"): Route(
         lambda w: Call("GET", "/triggers"),
