@@ -1,4 +1,6 @@
-"""`flowmonkey demo`: the example order flows, run in-process with per-step progress."""
+"""`flowmonkey demo [NAME]`: the examples, with per-step progress. `orders` (the default) runs
+on a real Celery worker and beat, or in-process; the others run in this process on the
+configured store (`flowmonkey_celery.examples.catalogue`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flowmonkey_celery.cli.demo_distributed import run_distributed
@@ -18,6 +21,8 @@ from flowmonkey_celery.core.clock import ManualClock
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
+from flowmonkey_celery.examples.catalogue import EXAMPLES
+from flowmonkey_celery.examples.demo_run import DemoRun, Summary
 from flowmonkey_celery.examples.orders import HANDLERS, order_flow
 from flowmonkey_celery.runtime import build_store
 from flowmonkey_celery.settings import Settings
@@ -126,25 +131,140 @@ def run_in_process(console: Console, settings: Settings) -> None:
     store.dispose()
 
 
+ORDERS_EXAMPLE = "orders"
+ORDERS_DESCRIPTION = (
+    "order processing: a retry, a manager's approval, a durable timer, on a Celery worker and "
+    "beat (--in-process: on a simulated clock)"
+)
+DECISIONS = ("approve", "reject")
+
+
+def example_names() -> list[str]:
+    return [ORDERS_EXAMPLE, *EXAMPLES]
+
+
+class ConsolePresenter:
+    """Prints what an example reports: headings, narration, and (ProgressPrinter) one line
+    per committed step of every engine it is asked to watch."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.labels: dict[str, str] = {}
+
+    def heading(self, text: str) -> None:
+        self.console.print(f"[bold]{escape(text)}[/]")
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def label(self, execution_id: str, name: str) -> None:
+        self.labels[execution_id] = name
+
+    def watch(self, engine: Engine) -> None:
+        engine.on("*", ProgressPrinter(self.console, self.labels))
+
+
+def print_summary(console: Console, summary: Summary) -> None:
+    table = Table(title=summary.title)
+    for column in summary.columns:
+        table.add_column(column)
+    for row in summary.rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    for note in summary.notes:
+        console.print(note, markup=False)
+
+
+def run_example(console: Console, settings: Settings, name: str, options: dict[str, Any]) -> None:
+    """Run one of the in-process examples on the configured store and show its summary."""
+    example = EXAMPLES[name]
+    console.rule(f"[bold]flowmonkey demo {name}[/]: {escape(example.description)}")
+    store = build_store(settings)
+    try:
+        summary = example.run(
+            DemoRun(
+                store=store,
+                home=settings.home,
+                embedded=settings.embedded,
+                presenter=ConsolePresenter(console),
+                options=options,
+            )
+        )
+        print_summary(console, summary)
+    finally:
+        store.dispose()
+
+
+def list_examples(console: Console) -> None:
+    descriptions = {ORDERS_EXAMPLE: ORDERS_DESCRIPTION} | {
+        name: example.description for name, example in EXAMPLES.items()
+    }
+    width = max(map(len, descriptions))
+    for name, description in descriptions.items():
+        console.print(f"{name:{width}}  {description}", markup=False)
+    console.print("Run one with: flowmonkey demo NAME (./dev demo NAME)", markup=False)
+
+
 def demo(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="NAME",
+            help="The example to run (default: orders); --list shows them all.",
+            show_default=False,
+        ),
+    ] = None,
+    list_names: Annotated[
+        bool, typer.Option("--list", help="List the examples, with a line on each, and exit.")
+    ] = False,
     in_process: Annotated[
         bool,
         typer.Option(
             "--in-process",
-            help="Run on an in-process engine with a simulated clock instead of a Celery "
-            "worker and beat.",
+            help="orders: run on an in-process engine with a simulated clock instead of a "
+            "Celery worker and beat (the other examples always run in this process).",
         ),
     ] = False,
+    decide: Annotated[
+        str | None,
+        typer.Option(
+            "--decide",
+            metavar="approve|reject",
+            help="approval: decide the waiting expense here and carry it on, instead of "
+            "leaving it for you to resume.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the example order flows and show every step as it commits.
+    """Run an example and show every step as it commits: orders, approval, leads,
+    daily-report or fanout (`--list` says what each does).
 
-    By default a real `celery worker` and `celery beat` are started on the embedded default
-    (SQLite store and broker under FLOWMONKEY_HOME, no servers), or on FLOWMONKEY_DATABASE_URL /
-    FLOWMONKEY_BROKER_URL when set.
+    `orders` (the default) starts a real `celery worker` and `celery beat` on the embedded
+    default (SQLite store and broker under FLOWMONKEY_HOME, no servers), or on
+    FLOWMONKEY_DATABASE_URL / FLOWMONKEY_BROKER_URL when set. The others run in this
+    process, their executions stored in the same place.
     """
     console = make_console()
+    if list_names:
+        list_examples(console)
+        return
+    chosen = name or ORDERS_EXAMPLE
+    if chosen not in example_names():
+        raise typer.BadParameter(
+            f"there is no example {chosen!r}; choose one of: {', '.join(example_names())}",
+            param_hint="NAME",
+        )
+    if decide is not None and (chosen != "approval" or decide not in DECISIONS):
+        raise typer.BadParameter(
+            f"{decide!r} is not a decision; use approve or reject"
+            if chosen == "approval"
+            else f"only the approval example takes a decision, not {chosen!r}",
+            param_hint="'--decide'",
+        )
     settings = load_settings()
-    if in_process:
+    if chosen != ORDERS_EXAMPLE:
+        run_example(console, settings, chosen, {"decide": decide})
+    elif in_process:
         run_in_process(console, settings)
     else:
         run_distributed(console, settings, ORDERS, ProgressPrinter)

@@ -19,7 +19,8 @@ from rich.table import Table
 from flowmonkey_celery.cli.failures import ExitCode
 from flowmonkey_celery.cli.output import error_console
 from flowmonkey_celery.core.events import HistoryEvent
-from flowmonkey_celery.examples.orders import FLOWS_DIR
+from flowmonkey_celery.examples.orders import order_flow
+from flowmonkey_celery.runtime import Runtime
 from flowmonkey_celery.settings import Settings
 
 # Where the flowmonkey_celery package is: on the processes' PYTHONPATH, so the demo also runs
@@ -29,10 +30,12 @@ DEADLINE_SECONDS = 90.0
 
 
 def _demo_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+    # No FLOWMONKEY_FLOWS: the order flow is saved to the store before the worker starts, and
+    # every runtime loads stored flows. The examples' folder holds other examples' flows (and
+    # a cron trigger) that this demo's worker and beat must not deploy.
+    env = {k: v for k, v in os.environ.items() if k != "FLOWMONKEY_FLOWS"}
     env.update(
         FLOWMONKEY_HANDLERS="flowmonkey_celery.examples.orders",
-        FLOWMONKEY_FLOWS=str(FLOWS_DIR),
         FLOWMONKEY_HOME=str(settings.home.resolve()),
         PYTHONPATH=os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")])),
     )
@@ -82,9 +85,12 @@ def run_distributed(
 ) -> None:
     """Start worker and beat, run the orders through them, print each committed step."""
     from flowmonkey_celery.celery import FlowMonkeyCelery
+    from flowmonkey_celery.celery.app import make_app
 
     env = _demo_env(settings)
-    client = FlowMonkeyCelery.from_env(env, app_name="flowmonkey-demo")
+    demo_settings = Settings.from_env(env)
+    runtime = Runtime.from_settings(demo_settings, flows=[order_flow()])
+    client = FlowMonkeyCelery(make_app(demo_settings, "flowmonkey-demo"), runtime)
     store = client.runtime.store
     console.rule("[bold]flowmonkey demo: order-fulfilment on a Celery worker and beat")
     console.print(
