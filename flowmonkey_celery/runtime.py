@@ -27,6 +27,7 @@ from flowmonkey_celery.core.versions import version_key
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 from flowmonkey_celery.handlers import configured_handlers
 from flowmonkey_celery.loading import flows_in_folder, handlers_in_modules
+from flowmonkey_celery.observability.tracing import install_tracing
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
 from flowmonkey_celery.triggers.schedule import validate_cron
@@ -143,6 +144,9 @@ class Runtime:
             lease=self.options.lease,
             max_step_duration=timedelta(seconds=longest) if longest else None,
         )
+        # Spans go to the global TracerProvider: yours, or the one FLOWMONKEY_OTEL_EXPORTER set
+        # up; without either (or without OpenTelemetry) they cost next to nothing.
+        install_tracing(self.engine)
 
     def register_trigger(
         self, trigger: AnyTrigger | dict[str, Any], *, create_only: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -60,6 +61,19 @@ class Settings(BaseModel):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_auth: bool = True
+    # OpenTelemetry: where this process exports its spans (the [otel] extra). "none": flowmonkey
+    # sets up no SDK, and its spans go to whatever TracerProvider your app set, if any.
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    # Metrics: the prometheus_client multiprocess directory of a prefork worker (and of whatever
+    # else should add its counts to the same scrape), the port where a worker's or beat's main
+    # process serves /metrics (None: no server), and whether the API's /metrics needs no key.
+    metrics_dir: Path | None = None
+    metrics_port: int | None = None
+    metrics_public: bool = False
+    # Logs: "text" or "json" (one object a line, with the step attempt a line was logged in),
+    # and the level (None: INFO, or what Celery's -l asks if that is more verbose).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,8 +88,11 @@ class Settings(BaseModel):
         `FLOWMONKEY_LLM_BASE_URL`, `FLOWMONKEY_SMTP_HOST, FLOWMONKEY_SMTP_PORT,
         FLOWMONKEY_SMTP_USERNAME, FLOWMONKEY_SMTP_PASSWORD_ENV, FLOWMONKEY_SMTP_STARTTLS,
         FLOWMONKEY_SMTP_SSL, FLOWMONKEY_EMAIL_FROM`, the REST API's `FLOWMONKEY_API_HOST,
-        FLOWMONKEY_API_PORT, FLOWMONKEY_API_AUTH` (`false`: no API keys, a local trial only), and
-        `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
+        FLOWMONKEY_API_PORT, FLOWMONKEY_API_AUTH` (`false`: no API keys, a local trial only),
+        `FLOWMONKEY_OTEL_EXPORTER` (`none`, `console` or `otlp`; the standard `OTEL_*` variables
+        configure the rest), `FLOWMONKEY_METRICS_DIR, FLOWMONKEY_METRICS_PORT,
+        FLOWMONKEY_METRICS_PUBLIC`, `FLOWMONKEY_LOG_FORMAT` (`text` or `json`),
+        `FLOWMONKEY_LOG_LEVEL`, and `FLOWMONKEY_CLOCK_OFFSET_SECONDS` (drills).
 
         Raises:
             pydantic.ValidationError: a tuning value is not a number.
@@ -119,8 +136,16 @@ class Settings(BaseModel):
                 "api_host",
                 "api_port",
                 "api_auth",
+                "otel_exporter",
+                "metrics_dir",
+                "metrics_port",
+                "metrics_public",
+                "log_format",
             )
         }
+        log_level = value("LOG_LEVEL")
+        if log_level is not None:
+            integrations["log_level"] = log_level.upper()
         return cls(
             http_allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip())
             if hosts

@@ -2,7 +2,8 @@
 an existing FastAPI/Starlette app (`parent.mount("/flowmonkey", create_app(fm))`).
 
 OpenAPI is at `/docs` and `/openapi.json`. Every route but `/health`, `/ready` and
-`/webhooks/{id}` (which check a trigger's own secret) needs an API key.
+`/webhooks/{id}` (which check a trigger's own secret) needs an API key; `/metrics` an admin one,
+unless FLOWMONKEY_METRICS_PUBLIC=true.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from flowmonkey_celery.api import executions, flows, triggers
+from flowmonkey_celery.api import executions, flows, metrics, triggers
 from flowmonkey_celery.api.bodies import RequestGuard
 from flowmonkey_celery.api.context import ApiContext, context_of
+from flowmonkey_celery.api.dashboard import install_dashboard
 from flowmonkey_celery.api.errors import install_error_handlers
 from flowmonkey_celery.core.ports import OperatorStore
+from flowmonkey_celery.observability.tracing import TracingMiddleware, install_tracing
 from flowmonkey_celery.runtime import Runtime
 from flowmonkey_celery.triggers.webhooks import WebhookReceiver
 
@@ -77,8 +80,14 @@ def create_app(
     app.include_router(triggers.triggers)
     app.include_router(triggers.events)
     app.include_router(triggers.webhooks)
+    app.include_router(metrics.metrics_router(runtime))
+    install_dashboard(app)  # /ui and the JSON routes only the dashboard needed
 
     app.add_middleware(RequestGuard)
+    tracing = install_tracing(runtime)  # the runtime's own, provider and all
+    if tracing.enabled:
+        # Outermost: a webhook's `traceparent` becomes the parent of the executions it starts.
+        app.add_middleware(TracingMiddleware, tracing=tracing)
 
     @app.get("/health", tags=["health"], summary="Liveness: the process answers")
     def health() -> dict[str, str]:

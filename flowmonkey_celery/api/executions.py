@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,6 +105,13 @@ def start(body: StartRequest, request: Request, principal: Caller) -> dict[str, 
     return {"execution": _shown(result.execution), "created": result.created}
 
 
+MetadataFilter = Annotated[list[str] | None, Query(description="key:value, repeatable")]
+IdempotencyKeyFilter = Annotated[
+    str | None,
+    Query(min_length=1, max_length=500, description="the execution created with this key"),
+]
+
+
 @router.get("", summary="List executions (keyset paging: pass `after` = the last id)")
 def list_executions(
     request: Request,
@@ -114,19 +121,16 @@ def list_executions(
     tenant_id: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-    metadata: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
+    metadata: MetadataFilter = None,
+    idempotency_key: IdempotencyKeyFilter = None,
+    order: Annotated[
+        Literal["oldest", "newest"], Query(description="oldest first (default) or newest first")
+    ] = "oldest",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: str | None = None,
 ) -> dict[str, Any]:
     context = context_of(request)
-    wanted: dict[str, str] = {}
-    for pair in metadata or []:
-        key, sep, value = pair.partition(":")
-        if not sep or not key:
-            raise ApiError(
-                400, ErrorCode.INVALID_ARGUMENT, f"metadata filter {pair!r} is not key:value"
-            )
-        wanted[key] = value
+    wanted = _metadata_filter(metadata)
     if after is not None:
         context.execution_for(principal, after)  # a cursor of another tenant is unknown too
     if not principal.sees(tenant_id) and tenant_id is not None:
@@ -138,6 +142,8 @@ def list_executions(
         created_after=_utc(created_after),
         created_before=_utc(created_before),
         metadata=wanted or None,
+        idempotency_key=idempotency_key,
+        newest_first=order == "newest",
         limit=limit,
         after=after,
     )
@@ -145,6 +151,46 @@ def list_executions(
         "items": [_shown(e) for e in items],
         "next_after": items[-1].id if len(items) == limit else None,
     }
+
+
+@router.get("/counts", summary="How many executions the list's filters find, per status")
+def count_executions(
+    request: Request,
+    principal: Caller,
+    flow_id: str | None = None,
+    tenant_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    metadata: MetadataFilter = None,
+    idempotency_key: IdempotencyKeyFilter = None,
+) -> dict[str, Any]:
+    context = context_of(request)
+    wanted = _metadata_filter(metadata)
+    if not principal.sees(tenant_id) and tenant_id is not None:
+        # Another tenant's: none this key can see.
+        return {"counts": dict.fromkeys((s.value for s in ExecutionStatus), 0)}
+    counts = context.runtime.store.count_executions(
+        flow_id=flow_id,
+        tenant_id=tenant_id if principal.admin else principal.tenant_id,
+        created_after=_utc(created_after),
+        created_before=_utc(created_before),
+        metadata=wanted or None,
+        idempotency_key=idempotency_key,
+    )
+    return {"counts": counts}
+
+
+def _metadata_filter(pairs: list[str] | None) -> dict[str, str]:
+    """`key:value` pairs as a dict (400 for one that is not key:value)."""
+    wanted: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            raise ApiError(
+                400, ErrorCode.INVALID_ARGUMENT, f"metadata filter {pair!r} is not key:value"
+            )
+        wanted[key] = value
+    return wanted
 
 
 @router.get("/{execution_id}", summary="One execution")

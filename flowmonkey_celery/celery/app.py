@@ -8,6 +8,8 @@ live in the database (`wake_at`), broker countdowns are only a latency shortcut 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -30,12 +32,27 @@ from flowmonkey_celery.errors import (
     StoreUnavailableError,
     VersionConflictError,
 )
+from flowmonkey_celery.observability.logs import log_celery_through_flowmonkey
+from flowmonkey_celery.observability.metrics import (
+    default_metrics,
+    observe_engine,
+    serve_celery_metrics,
+    use_metrics_dir,
+)
+from flowmonkey_celery.observability.tracing import (
+    configure_tracing,
+    propagate_through_celery,
+    tracing_of,
+)
 from flowmonkey_celery.runtime import Runtime, RuntimeOptions
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.triggers.schedule import fire_due_schedules
 
 log = logging.getLogger("flowmonkey_celery.celery")
 TICK_HEARTBEAT = "tick"
+# Each worker process records `worker:<node name>` this often (the dashboard's fleet view).
+WORKER_HEARTBEAT_PREFIX = "worker:"
+WORKER_HEARTBEAT_SECONDS = 5.0
 
 STEP_TASK = "flowmonkey.step"
 STEP_KILLED_TASK = "flowmonkey.step_killed"
@@ -67,7 +84,9 @@ class FlowMonkeyCelery:
             return self._step_task(task, execution_id, version)
 
         def tick() -> dict[str, int]:
-            return self.tick()
+            with default_metrics().timed_tick() as swept:  # flowmonkey_tick_duration_seconds
+                swept.update(self.tick())
+            return swept
 
         self.step_task: Task = app.task(
             name=STEP_TASK,
@@ -132,7 +151,13 @@ class FlowMonkeyCelery:
         # registered on the app) instead of piling up in Celery's process-wide signals.
         signals.celeryd_after_setup.connect(self._remember_queues)
         signals.worker_process_init.connect(self._after_fork)
+        signals.worker_ready.connect(self._start_worker_heartbeat)
+        signals.worker_shutdown.connect(self._stop_worker_heartbeat)
+        self._worker_heartbeat_stop: threading.Event | None = None
         install_celery_task_steps(self)
+        # The sender's trace context rides in flowmonkey's message headers (no-op without otel).
+        propagate_through_celery()
+        observe_engine(engine)  # flowmonkey_* counters from its events (observability/metrics)
         # Every command and sweep of the engine (resume, resume_with_token, cancel, wake_due,
         # the reapers) hands what it made runnable here, to be enqueued at once.
         self._unsubscribe_hand_off = engine.on_hand_off(self._move_on)
@@ -147,6 +172,11 @@ class FlowMonkeyCelery:
         FLOWMONKEY_HOME), and with no FLOWMONKEY_DATABASE_URL the store is too: no servers.
         """
         settings = Settings.from_env(environ)
+        # Before any metric exists: prometheus_client picks memory or files once per process.
+        use_metrics_dir(settings.metrics_dir)
+        serve_celery_metrics(settings)  # FLOWMONKEY_METRICS_PORT, at a worker's or beat's start
+        log_celery_through_flowmonkey(settings)  # FLOWMONKEY_LOG_FORMAT / FLOWMONKEY_LOG_LEVEL
+        configure_tracing(settings, service_name=app_name)  # FLOWMONKEY_OTEL_EXPORTER
         runtime = Runtime.from_settings(settings)
         return cls(make_app(settings, app_name), runtime)
 
@@ -427,8 +457,20 @@ class FlowMonkeyCelery:
                     execution.id, expected_version=execution.version, until=now + spacing
                 )
             self.dispatch(execution)
-        fired = fire_due_schedules(engine, store, now, dispatch=self.dispatch)
+        tracing = tracing_of(engine)
+        fired = fire_due_schedules(
+            engine,
+            store,
+            now,
+            dispatch=self.dispatch,
+            around_fire=tracing.schedule_fire if tracing is not None else None,
+        )
         events = engine.redispatch_events(now, limit=batch)  # an emitter died mid-dispatch
+        # PostgreSQL keeps status counts by appending +1/-1 rows; fold them here too, so they
+        # never pile up on a deployment where nobody looks at the counts.
+        fold_counts = getattr(store, "fold_execution_counts", None)
+        if fold_counts is not None:
+            fold_counts(max_batches=1)
         return {
             "timed_out": len(timed_out),
             "woken": len(woken),
@@ -483,6 +525,32 @@ class FlowMonkeyCelery:
             queues.select_add(tick_queue)
             log.info("flowmonkey: this worker also consumes the tick queue %r", tick_queue)
         self.consumed_queues = set(queues.consume_from)
+
+    def _start_worker_heartbeat(self, sender: Any = None, **_: Any) -> None:
+        """Once the worker is ready (its pool already forked, so no child inherits the thread
+        mid-write): record `worker:<node name>` every few seconds from the main process."""
+        store = self.runtime.store
+        if getattr(sender, "app", None) is not self.app or not isinstance(store, OperatorStore):
+            return
+        if self._worker_heartbeat_stop is not None:
+            return
+        name = WORKER_HEARTBEAT_PREFIX + (getattr(sender, "hostname", None) or socket.gethostname())
+        stop = self._worker_heartbeat_stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                try:
+                    store.record_heartbeat(name, self.runtime.clock.now())
+                except Exception as exc:  # a database blip: the next beat tries again
+                    log.warning("cannot record the heartbeat of %s: %s", name, exc)
+                if stop.wait(WORKER_HEARTBEAT_SECONDS):
+                    return
+
+        threading.Thread(target=beat, name="flowmonkey-worker-heartbeat", daemon=True).start()
+
+    def _stop_worker_heartbeat(self, **_: Any) -> None:
+        if self._worker_heartbeat_stop is not None:
+            self._worker_heartbeat_stop.set()
 
     def _after_fork(self, **_: Any) -> None:
         # Pooled database connections must not be shared with the parent process.

@@ -30,7 +30,7 @@ def api(
 ) -> None:
     """Serve the REST API, webhooks and OpenAPI docs (/docs) for the FLOWMONKEY_* settings.
 
-    Needs the `[api]` extra (`pip install "flowmonkey-celery[api]"`). Requests need an API key
+    Needs the `\\[api]` extra (`pip install "flowmonkey-celery\\[api]"`). Requests need an API key
     (`flowmonkey keys create`) unless FLOWMONKEY_API_AUTH=false.
     """
     settings = load_settings()

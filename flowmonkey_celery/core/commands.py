@@ -143,6 +143,7 @@ class Commands(EngineBase):
             updated_at=now,
         )
         execution.lease_expires_at = self._lease_for(execution, now)
+        self.hooks.creating(execution, None)
         created_event = HistoryEvent(
             execution_id=execution.id,
             type=EventType.EXECUTION_CREATED,

@@ -32,6 +32,7 @@ from flowmonkey_celery.core.execution import (
     WaitKind,
 )
 from flowmonkey_celery.core.flow import Flow, Step
+from flowmonkey_celery.core.hooks import EngineHooks
 from flowmonkey_celery.core.inbox import EventWait
 from flowmonkey_celery.core.json_values import json_problem, to_json_value
 from flowmonkey_celery.core.lease import LeaseKeeper
@@ -101,6 +102,8 @@ class EngineBase:
         # While a handler runs, its lease keeps moving: a long step is not presumed stalled.
         self._lease_keeper = LeaseKeeper(store, self.clock, lease) if lease is not None else None
         self._bus = EventBus()
+        # Annotate new executions, wrap handler calls (tracing): `engine.hooks`.
+        self.hooks = EngineHooks()
         # Flows registered from now on have their step configs checked against these
         # handlers' schemas; flows registered before are checked at their first create.
         if flows.handlers is None:

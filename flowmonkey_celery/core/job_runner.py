@@ -20,10 +20,10 @@ from flowmonkey_celery.core.execution import (
 )
 from flowmonkey_celery.core.flow import Step
 from flowmonkey_celery.core.handlers import HandlerParams
-from flowmonkey_celery.core.invoke import invoke_handler
 from flowmonkey_celery.core.jobs import Job, JobControl, JobStatus, new_job_id, new_runner_id
 from flowmonkey_celery.core.joins import Joins
 from flowmonkey_celery.core.json_values import to_json_value
+from flowmonkey_celery.core.log_context import step_log_context
 from flowmonkey_celery.core.results import Result, StepResult
 from flowmonkey_celery.core.snapshots import snapshot_of
 from flowmonkey_celery.errors import ErrorCode
@@ -105,11 +105,15 @@ class JobRunner(Joins):
             job=control,
         )
         started_at = self.clock.now()
-        with _Heartbeat(touch, self.job_lease.total_seconds() / 3):
-            invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
-        return self._finish(
-            job, runner, step, invocation.result, started_at, invocation.duration_ms
-        )
+        # As a step attempt: its logs (the handler's too) and its commit name the attempt.
+        with step_log_context(execution, step, job.attempt):
+            with _Heartbeat(touch, self.job_lease.total_seconds() / 3):
+                invocation = self.hooks.invoke(
+                    handler, params, step.timeout_ms, self.timeout_exceptions
+                )
+            return self._finish(
+                job, runner, step, invocation.result, started_at, invocation.duration_ms
+            )
 
     def reap_jobs(self, now: datetime | None = None, limit: int = 100) -> list[str]:
         """Jobs to hand to a runner again: those whose lease expired (a dead runner, a lost

@@ -164,6 +164,7 @@ class Joins(EngineBase):
             updated_at=now,
         )
         child.lease_expires_at = self._lease_for(child, now)
+        self.hooks.creating(child, parent)
         created = HistoryEvent(
             execution_id=child.id,
             type=EventType.EXECUTION_CREATED,

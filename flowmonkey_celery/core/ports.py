@@ -19,6 +19,7 @@ from flowmonkey_celery.core.events import HistoryEvent
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus
 from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
+from flowmonkey_celery.core.stats import WaitingStats
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.core.triggers import (
     EventTrigger,
@@ -362,13 +363,37 @@ class Store(Protocol):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        newest_first: bool = False,
     ) -> list[Execution]:
         """Executions filtered by status / flow / tenant, created at or after `created_after`
         and before `created_before`, with each `metadata` key's value equal to the given text
-        (a number or boolean compares by its JSON text), ordered by (created_at, id).
+        (a number or boolean compares by its JSON text), created with `idempotency_key`,
+        ordered by (created_at, id), or by (created_at, id) descending with `newest_first`.
 
-        `after` is the id of the last execution of the previous page (keyset paging).
+        `after` is the id of the last execution of the previous page (keyset paging, in
+        either order). Raises ExecutionError INVALID_ARGUMENT if it names no execution.
         """
+        ...
+
+    def count_executions(
+        self,
+        *,
+        flow_id: str | None = None,
+        tenant_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, int]:
+        """How many executions `list_executions` would find with the same filters, per
+        status: every ExecutionStatus value is a key (0 when none). Exact, as of one snapshot."""
+        ...
+
+    def waiting_stats(self, now: datetime) -> WaitingStats:
+        """How many executions wait, since when the oldest has waited, and how many of them
+        are due (`wake_at <= now`) with the earliest such `wake_at`: what `/metrics` and the
+        dashboard's fleet page show. Read only; cheap enough to call on every scrape."""
         ...
 
 
@@ -407,6 +432,11 @@ class OperatorStore(Protocol):
         ...
 
     def last_heartbeat(self, name: str) -> datetime | None: ...
+
+    def list_heartbeats(self, prefix: str = "") -> dict[str, datetime]:
+        """Every heartbeat whose name starts with `prefix` (e.g. "worker:"), name -> its last
+        time, ordered by name. The prefix is matched literally (`%` and `_` are no wildcards)."""
+        ...
 
 
 @runtime_checkable

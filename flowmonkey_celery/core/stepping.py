@@ -20,11 +20,11 @@ from flowmonkey_celery.core.execution import (
     WaitKind,
 )
 from flowmonkey_celery.core.flow import Flow, Step
-from flowmonkey_celery.core.handlers import HandlerParams
-from flowmonkey_celery.core.invoke import invoke_handler
+from flowmonkey_celery.core.handlers import HandlerParams, StepHandler
 from flowmonkey_celery.core.job_runner import JobRunner
 from flowmonkey_celery.core.joins import child_failure
 from flowmonkey_celery.core.json_values import to_json_value
+from flowmonkey_celery.core.log_context import step_log_context
 from flowmonkey_celery.core.results import Result, StepError, StepResult
 from flowmonkey_celery.core.selectors import resolve_input
 from flowmonkey_celery.core.snapshots import snapshot_of
@@ -203,6 +203,22 @@ class Stepping(JobRunner):
             return self._commit(draft, step_id=step.id, kind="failure", hand_off=False)
 
         attempt = execution.retry_attempts + 1
+        # Everything logged from here to the commit, the handler's own lines included, names
+        # this attempt; the events the commit publishes are read in it too (the metrics).
+        with step_log_context(execution, step, attempt):
+            return self._attempt(draft, flow, step, handler, step_input, attempt)
+
+    def _attempt(
+        self,
+        draft: ExecutionDraft,
+        flow: Flow,
+        step: Step,
+        handler: StepHandler,
+        step_input: Any,
+        attempt: int,
+    ) -> StepOutcome:
+        """Call the step's handler once (or start its job) and commit what it returned."""
+        execution = draft.execution
         if self.handlers.is_stateful(step.type):
             # Not called here: a job runner claims it (with a lease, heartbeats, checkpoints)
             # and commits its result; the job and this wait are committed together.
@@ -235,7 +251,9 @@ class Stepping(JobRunner):
             data=snapshot_of("context", execution.context, self.history_snapshot_bytes),
         )
         with self._keep_lease(draft, step):
-            invocation = invoke_handler(handler, params, step.timeout_ms, self.timeout_exceptions)
+            invocation = self.hooks.invoke(
+                handler, params, step.timeout_ms, self.timeout_exceptions
+            )
         result = invocation.result
         output: Any = None
         if result.outcome == "success" and result.output is not None:

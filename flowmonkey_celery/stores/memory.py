@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -17,6 +17,7 @@ from flowmonkey_celery.core.execution import Execution, ExecutionStatus
 from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.ports import AnyTrigger
+from flowmonkey_celery.core.stats import WaitingStats, waiting_stats_of
 from flowmonkey_celery.core.tokens import ResumeToken
 from flowmonkey_celery.core.triggers import TriggerFire, TriggerFireRecord, TriggerStats
 from flowmonkey_celery.errors import ErrorCode, ExecutionError, StoreError, VersionConflictError
@@ -356,10 +357,24 @@ class MemoryStore:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        newest_first: bool = False,
     ) -> list[Execution]:
         wanted = ExecutionStatus(status) if status is not None else None
+        matches = _filter(
+            flow_id=flow_id,
+            tenant_id=tenant_id,
+            created_after=created_after,
+            created_before=created_before,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
         with self._lock:
-            rows = sorted(self._executions.values(), key=lambda e: (e.created_at, e.id))
+            rows = sorted(
+                self._executions.values(),
+                key=lambda e: (e.created_at, e.id),
+                reverse=newest_first,
+            )
             if after is not None:
                 anchor = self._executions.get(after)
                 if anchor is None:
@@ -367,21 +382,47 @@ class MemoryStore:
                         f"paging cursor {after!r} names no execution",
                         ErrorCode.INVALID_ARGUMENT,
                     )
-                rows = [e for e in rows if (e.created_at, e.id) > (anchor.created_at, anchor.id)]
-            matches = [
-                e
-                for e in rows
-                if (wanted is None or e.status is wanted)
-                and (flow_id is None or e.flow_id == flow_id)
-                and (tenant_id is None or e.tenant_id == tenant_id)
-                and (created_after is None or e.created_at >= created_after)
-                and (created_before is None or e.created_at < created_before)
-                and all(
-                    key in e.metadata and _as_text(e.metadata[key]) == value
-                    for key, value in (metadata or {}).items()
-                )
-            ]
-            return [e.model_copy(deep=True) for e in matches[:limit]]
+                cursor = (anchor.created_at, anchor.id)
+                rows = [
+                    e
+                    for e in rows
+                    if (
+                        (e.created_at, e.id) < cursor
+                        if newest_first
+                        else (e.created_at, e.id) > cursor
+                    )
+                ]
+            found = [e for e in rows if (wanted is None or e.status is wanted) and matches(e)]
+            return [e.model_copy(deep=True) for e in found[:limit]]
+
+    def count_executions(
+        self,
+        *,
+        flow_id: str | None = None,
+        tenant_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, int]:
+        matches = _filter(
+            flow_id=flow_id,
+            tenant_id=tenant_id,
+            created_after=created_after,
+            created_before=created_before,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+        counts = dict.fromkeys((s.value for s in ExecutionStatus), 0)
+        with self._lock:
+            for execution in self._executions.values():
+                if matches(execution):
+                    counts[execution.status.value] += 1
+        return counts
+
+    def waiting_stats(self, now: datetime) -> WaitingStats:
+        with self._lock:
+            return waiting_stats_of(self._executions.values(), now)
 
     # -- API keys, flow owners, heartbeats ------------------------------------------------------
 
@@ -425,6 +466,12 @@ class MemoryStore:
     def last_heartbeat(self, name: str) -> datetime | None:
         with self._lock:
             return self._heartbeats.get(name)
+
+    def list_heartbeats(self, prefix: str = "") -> dict[str, datetime]:
+        with self._lock:
+            return {
+                name: at for name, at in sorted(self._heartbeats.items()) if name.startswith(prefix)
+            }
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -546,6 +593,34 @@ class MemoryStore:
 
 def _name(key: ApiKey) -> str:
     return key.name
+
+
+def _filter(
+    *,
+    flow_id: str | None,
+    tenant_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    metadata: dict[str, str] | None,
+    idempotency_key: str | None,
+) -> Callable[[Execution], bool]:
+    """The listing filters but status, as one predicate (the same for lists and counts)."""
+    wanted_metadata = dict(metadata or {})
+
+    def matches(e: Execution) -> bool:
+        return (
+            (flow_id is None or e.flow_id == flow_id)
+            and (tenant_id is None or e.tenant_id == tenant_id)
+            and (created_after is None or e.created_at >= created_after)
+            and (created_before is None or e.created_at < created_before)
+            and (idempotency_key is None or e.idempotency_key == idempotency_key)
+            and all(
+                key in e.metadata and _as_text(e.metadata[key]) == value
+                for key, value in wanted_metadata.items()
+            )
+        )
+
+    return matches
 
 
 def _as_text(value: object) -> str:

@@ -18,7 +18,9 @@ Slots are wall-clock times in the trigger's time zone, each stored as a UTC inst
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +31,12 @@ from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.execution import Execution
 from flowmonkey_celery.core.ports import TriggerStore
-from flowmonkey_celery.core.triggers import SCHEDULE, ScheduleTrigger, TriggerFire
+from flowmonkey_celery.core.triggers import (
+    SCHEDULE,
+    ScheduleTrigger,
+    TriggerFire,
+    TriggerFireRecord,
+)
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError, StoreError
 
 log = logging.getLogger(__name__)
@@ -166,6 +173,7 @@ def fire_due_schedules(
     now: datetime,
     *,
     dispatch: Callable[[Execution], Any] | None = None,
+    around_fire: Callable[[ScheduleTrigger, datetime], AbstractContextManager[Any]] | None = None,
 ) -> list[TriggerFire]:
     """Start an execution for every enabled schedule trigger whose latest slot has not fired.
 
@@ -174,6 +182,8 @@ def fire_due_schedules(
     {"trigger_id": id})`, then `triggers_store.record_fire(...)`, then `dispatch(execution)`
     if the execution is new (another process may have created it first). Safe to call from
     several processes at once: each slot gets one execution and one recorded fire.
+    `around_fire(trigger, slot)`, if given, is entered around each fire (tracing makes it a
+    span, so that the execution started is in the fire's trace).
 
     A trigger that cannot fire (an unknown flow, an invalid cron expression) is logged and
     skipped, so it never blocks the others; store errors propagate.
@@ -188,7 +198,7 @@ def fire_due_schedules(
         if not isinstance(trigger, ScheduleTrigger) or not trigger.enabled:
             continue
         try:
-            fire = _fire_if_due(engine, triggers_store, trigger, now, dispatch)
+            fire = _fire_if_due(engine, triggers_store, trigger, now, dispatch, around_fire)
         except StoreError:
             raise
         except FlowMonkeyError as exc:
@@ -205,6 +215,7 @@ def _fire_if_due(
     trigger: ScheduleTrigger,
     now: datetime,
     dispatch: Callable[[Execution], Any] | None,
+    around_fire: Callable[[ScheduleTrigger, datetime], AbstractContextManager[Any]] | None = None,
 ) -> TriggerFire | None:
     slot = latest_slot(trigger, now)
     if slot is None:
@@ -212,6 +223,18 @@ def _fire_if_due(
     last = triggers_store.last_fire(trigger.id)
     if last is not None and last.scheduled_for >= slot:
         return None
+    with around_fire(trigger, slot) if around_fire is not None else nullcontext():
+        return _fire(engine, triggers_store, trigger, slot, now, dispatch)
+
+
+def _fire(
+    engine: Engine,
+    triggers_store: TriggerStore,
+    trigger: ScheduleTrigger,
+    slot: datetime,
+    now: datetime,
+    dispatch: Callable[[Execution], Any] | None,
+) -> TriggerFire | None:
     # Create first, record second: a process that dies in between leaves the slot unrecorded,
     # and the next tick's create finds the execution by its idempotency key.
     context = {
@@ -236,6 +259,18 @@ def _fire_if_due(
         fired_at=now,
     )
     is_recorded = triggers_store.record_fire(fire)
+    if is_recorded:
+        # The slot's one fire (another beat that raced for it records nothing), in the same
+        # history the dashboard and `triggers show` read for webhooks and events.
+        triggers_store.record_trigger_fire(
+            TriggerFireRecord(
+                id=str(uuid.uuid4()),
+                trigger_id=trigger.id,
+                at=now,
+                status="accepted" if result.created else "duplicate",
+                execution_id=result.execution.id,
+            )
+        )
     if result.created and dispatch is not None:
         dispatch(result.execution)
     return fire if is_recorded else None

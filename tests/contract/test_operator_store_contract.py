@@ -204,3 +204,25 @@ def test_a_naive_heartbeat_is_refused(store: OperatorStore) -> None:
         store.record_heartbeat("tick", datetime(2026, 1, 5, 9, 0, 30))
 
     assert store.last_heartbeat("tick") == at(10)
+
+
+def test_heartbeats_are_listed_by_prefix_taken_literally(store: OperatorStore) -> None:
+    store.record_heartbeat("worker:b@host-2", at(20))
+    store.record_heartbeat("worker:a@host-1", at(10))
+    store.record_heartbeat("worker:a@host-1", at(30))  # upserted: listed once, latest time
+    store.record_heartbeat("tick", at(25))
+    store.record_heartbeat("workers_100%", at(5))  # `_` and `%` are no wildcards
+
+    workers = store.list_heartbeats("worker:")
+
+    assert workers == {"worker:a@host-1": at(30), "worker:b@host-2": at(20)}
+    assert list(workers) == ["worker:a@host-1", "worker:b@host-2"]
+    assert all(when.utcoffset() == timedelta(0) for when in workers.values())
+    assert store.list_heartbeats("worker_") == {}
+    assert store.list_heartbeats("workers_100%") == {"workers_100%": at(5)}
+    assert list(store.list_heartbeats()) == [
+        "tick",
+        "worker:a@host-1",
+        "worker:b@host-2",
+        "workers_100%",
+    ]

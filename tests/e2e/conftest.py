@@ -43,6 +43,8 @@ STOP_SECONDS = 30.0
 LOG_TAIL_LINES = 40
 
 T = TypeVar("T")
+# Each phase's report (setup, call, teardown) of a test, for fixtures that act on a failure.
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def poll(
@@ -398,6 +400,7 @@ def embedded_cluster(tmp_path: Path) -> Iterator[FlowMonkeyCluster]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     """A failing end-to-end test's report ends with the tail of every process log."""
     report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[call.when] = report  # for fixtures' teardown
     if report.failed and call.when == "call":
         for fixture in ("cluster", "embedded_cluster"):
             running = getattr(item, "funcargs", {}).get(fixture)

@@ -51,8 +51,11 @@ FM_TABLES = {
     "fm_api_keys",
     "fm_flow_owners",
     "fm_heartbeats",
+    "fm_execution_counts",
+    "fm_execution_count_changes",
 }
 # What 0005 adds (and its downgrade drops).
+TABLES_OF_0006 = {"fm_execution_counts", "fm_execution_count_changes"}
 TABLES_OF_0005 = {
     "fm_inbox_events",
     "fm_event_waits",
@@ -209,7 +212,7 @@ def test_downgrading_0005_drops_its_tables_and_upgrading_again_restores_them(
 
     tables = {t for t in inspect(store.engine).get_table_names() if t.startswith("fm_")}
     assert current_revision(store.engine) == "0004"
-    assert tables == (FM_TABLES - TABLES_OF_0005) | {VERSION_TABLE}
+    assert tables == (FM_TABLES - TABLES_OF_0005 - TABLES_OF_0006) | {VERSION_TABLE}
     assert store.get_execution("kept-across-migrations") == an_execution()
 
     store.migrate()

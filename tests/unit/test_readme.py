@@ -99,3 +99,18 @@ def test_stateful_handler_example_runs_as_a_job() -> None:
     assert execution.context["result"] == {"exported": 100}
     (job,) = engine.store.list_jobs(execution.id)
     assert job.checkpoint == {"done": 100}
+
+
+def test_replay_example_runs_as_written() -> None:
+    block = next(b for b in _python_blocks() if "engine.replay(" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README replay", "exec"), namespace)
+    assert namespace["done"].status == "completed"  # type: ignore[attr-defined]
+
+
+def test_tracing_example_runs_as_written() -> None:
+    block = next(b for b in _python_blocks() if "install_tracing(engine, provider)" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README tracing", "exec"), namespace)
+    names = [span.name for span in namespace["exporter"].get_finished_spans()]  # type: ignore[attr-defined]
+    assert names == ["checkout", "flowmonkey.step charge", "flowmonkey.step ship"]

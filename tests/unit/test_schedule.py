@@ -391,6 +391,20 @@ def test_the_same_slot_never_fires_twice(beat: Beat) -> None:
     assert len(beat.dispatched) == 1
 
 
+def test_each_fire_is_in_the_triggers_history_and_stats_once(beat: Beat) -> None:
+    beat.add("* * * * *")
+    for seconds in (63, 63, 90, 125):  # slots 09:01 (three ticks) and 09:02
+        beat.tick(T0 + timedelta(seconds=seconds))
+
+    history = beat.store.list_trigger_fires("t", limit=10)
+    executions = {e.id for e in beat.executions()}
+    assert len(history) == 2
+    assert {record.status for record in history} == {"accepted"}
+    assert {record.execution_id for record in history} == executions
+    stats = beat.store.trigger_stats("t")
+    assert (stats.fires, stats.accepted) == (2, 2)
+
+
 def test_each_new_slot_fires_once(beat: Beat) -> None:
     beat.add("* * * * *")
 

@@ -91,3 +91,10 @@ def last_heartbeat(conn: Connection, name: str) -> datetime | None:
     query = select(heartbeats.c.at).where(heartbeats.c.name == name)
     found: datetime | None = conn.execute(query).scalar()
     return found
+
+
+def list_heartbeats(conn: Connection, prefix: str) -> dict[str, datetime]:
+    query = select(heartbeats.c.name, heartbeats.c.at).order_by(heartbeats.c.name)
+    if prefix:
+        query = query.where(heartbeats.c.name.startswith(prefix, autoescape=True))
+    return {name: at for name, at in conn.execute(query)}

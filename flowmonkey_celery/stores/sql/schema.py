@@ -79,6 +79,50 @@ executions = Table(
     Index(None, "tenant_id", "created_at", "id"),
     Index(None, "status", "finished_at"),
     Index(None, "join_id"),
+    # The listing's lookups by an idempotency key (only rows that have one) and by metadata
+    # (`metadata @> {...}`, GIN). SQLite has no index for JSON containment: there the index
+    # exists (one schema) but is empty (`WHERE 0`), so it costs its writes nothing.
+    Index(
+        "ix_fm_executions_idempotency_key",
+        "idempotency_key",
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index(
+        "ix_fm_executions_metadata",
+        "metadata",
+        postgresql_using="gin",
+        postgresql_ops={"metadata": "jsonb_path_ops"},
+        sqlite_where=text("0"),
+    ),
+)
+
+# Executions per (tenant, flow, status), for counts that do not read a million rows. On
+# PostgreSQL, triggers on fm_executions (migration 0006) append every change to
+# fm_execution_count_changes (+1 / -1 rows, in the writer's own transaction: never a lock on
+# a shared row, so no writer waits for another or deadlocks); `SqlStore` folds them into
+# fm_execution_counts now and then. A count is both tables summed, in one snapshot. SQLite
+# keeps both tables empty and counts the executions themselves. NULL tenants are "" (as in
+# fm_idempotency_keys: a primary key column cannot be NULL).
+execution_counts = Table(
+    "fm_execution_counts",
+    metadata,
+    Column("tenant_key", String(200), primary_key=True),
+    Column("flow_id", String(200), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+execution_count_changes = Table(
+    "fm_execution_count_changes",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_key", String(200), nullable=False),
+    Column("flow_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("delta", BigInteger, nullable=False),
 )
 
 events = Table(

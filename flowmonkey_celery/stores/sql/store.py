@@ -31,17 +31,27 @@ from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, Execu
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.jobs import Job
 from flowmonkey_celery.core.ports import AnyTrigger
+from flowmonkey_celery.core.stats import WaitingStats
 from flowmonkey_celery.core.triggers import TriggerFire, TriggerFireRecord, TriggerStats
 from flowmonkey_celery.errors import (
     ErrorCode,
     ExecutionError,
+    StoreError,
     StoreUnavailableError,
     VersionConflictError,
 )
-from flowmonkey_celery.stores.sql import flow_definitions, listing, migrations, one_trip, operators
+from flowmonkey_celery.stores.sql import (
+    counting,
+    flow_definitions,
+    listing,
+    migrations,
+    one_trip,
+    operators,
+)
 from flowmonkey_celery.stores.sql import jobs as sql_jobs
 from flowmonkey_celery.stores.sql import joins as sql_joins
 from flowmonkey_celery.stores.sql import triggers as trigger_rows
+from flowmonkey_celery.stores.sql import waiting as sql_waiting
 from flowmonkey_celery.stores.sql.connection import WRITE, describe, make_engine
 from flowmonkey_celery.stores.sql.errors import lost_connection, translated_errors
 from flowmonkey_celery.stores.sql.rows import (
@@ -475,6 +485,8 @@ class SqlStore:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        newest_first: bool = False,
     ) -> list[Execution]:
         """One statement (see listing.py); the cursor is checked only when the page is empty,
         the one case a cursor naming no execution cannot be told from the end of the list."""
@@ -488,6 +500,8 @@ class SqlStore:
             created_after=created_after,
             created_before=created_before,
             metadata=metadata,
+            idempotency_key=idempotency_key,
+            newest_first=newest_first,
         )
         page = self._fetch(query, "list executions")
         if not page and after is not None:
@@ -497,6 +511,68 @@ class SqlStore:
                     f"paging cursor {after!r} names no execution", ErrorCode.INVALID_ARGUMENT
                 )
         return page
+
+    def count_executions(
+        self,
+        *,
+        flow_id: str | None = None,
+        tenant_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, int]:
+        """One statement (see counting.py): the kept counts on PostgreSQL when only flow and
+        tenant filter, else `GROUP BY status` over the matching executions. A count that
+        summed many pending changes folds them in afterwards."""
+        counts, changes = counting.count(
+            self._dialect,
+            lambda query: self._read("count executions", lambda conn: conn.execute(query).all()),
+            flow_id=flow_id,
+            tenant_id=tenant_id,
+            created_after=created_after,
+            created_before=created_before,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+        if changes > counting.FOLD_AFTER:
+            self._fold_quietly()
+        return counts
+
+    def fold_execution_counts(self, *, max_batches: int = 20) -> int:
+        """PostgreSQL: fold the changes the count triggers appended into the kept counts (in
+        batches of `counting.FOLD_BATCH`, each its own transaction) so that counts stay a
+        short read; how many were folded (0 on SQLite, or while another process folds).
+        `count_executions` calls it when it finds many; a periodic task may call it too."""
+        if self._dialect != "postgresql":
+            return 0
+        total = 0
+        for _ in range(max_batches):
+            with self._transaction("fold execution counts") as conn:
+                folded = counting.fold(conn)
+            total += folded or 0
+            if not folded or folded < counting.FOLD_BATCH:
+                break
+        return total
+
+    def _fold_quietly(self) -> None:
+        """A count has its answer already: a fold that fails is logged, not raised."""
+        try:
+            self.fold_execution_counts()
+        except StoreError:
+            log.warning("folding execution counts failed", exc_info=True)
+
+    def waiting_stats(self, now: datetime) -> WaitingStats:
+        """One statement of four index-backed subqueries (see waiting.py)."""
+        query = sql_waiting.waiting_stats_query(now)
+        row = self._read("waiting stats", lambda conn: conn.execute(query).one())
+        count, since, due, due_at = row
+        return WaitingStats(
+            waiting_count=count or 0,
+            oldest_waiting_since=since,
+            due_count=due or 0,
+            oldest_due_at=due_at,
+        )
 
     # -- retention ------------------------------------------------------------------------------
 
@@ -582,6 +658,9 @@ class SqlStore:
 
     def last_heartbeat(self, name: str) -> datetime | None:
         return self._read("load heartbeat", lambda conn: operators.last_heartbeat(conn, name))
+
+    def list_heartbeats(self, prefix: str = "") -> dict[str, datetime]:
+        return self._read("list heartbeats", lambda conn: operators.list_heartbeats(conn, prefix))
 
     # -- flow definitions -----------------------------------------------------------------------
 

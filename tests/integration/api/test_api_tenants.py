@@ -247,6 +247,30 @@ def executions_list_tenant_param(world: World) -> None:
     assert {item["id"] for item in admin_b} == b_things(world, "executions")
 
 
+def executions_counts_only_own(world: World) -> None:
+    """A's counts are what A's list holds (none of B's), also when A asks for B's tenant
+    (all zero); the admin's for B are B's list."""
+    api = world.api
+    before = snapshot(api)
+
+    def counted(who: str, **params: Any) -> dict[str, int]:
+        response = api.get("/executions/counts", who, params=params)
+        assert response.status_code == 200, response.text
+        found: dict[str, int] = response.json()["counts"]
+        return found
+
+    def listed(who: str, **params: Any) -> dict[str, int]:
+        page = api.get("/executions", who, params={"limit": 500, **params}).json()["items"]
+        return {s: sum(1 for item in page if item["status"] == s) for s in counted(who)}
+
+    assert counted("a") == listed("a")
+    assert counted("a", tenant_id=B) == dict.fromkeys(counted("a"), 0)
+    assert counted("a", flow_id="approval") == listed("a", flow_id="approval")
+    assert counted("admin", tenant_id=B) == listed("admin", tenant_id=B)
+    assert sum(counted("admin", tenant_id=B).values()) == len(b_things(world, "executions"))
+    assert_unchanged(before, snapshot(api))
+
+
 # -- creating: what A makes is A's, and touches none of B's ---------------------------------------
 
 
@@ -410,6 +434,52 @@ def health_names_no_tenant(path: str) -> Callable[[World], None]:
     return run
 
 
+def metrics_need_an_admin_key(world: World) -> None:
+    """/metrics counts every tenant's flows: a tenant's key is refused, naming nothing."""
+    response = world.api.get("/metrics", "a")
+    assert error_of(response, 403, "UNAUTHORIZED")
+    assert A not in response.text and B not in response.text
+    assert world.api.get("/metrics", "admin").status_code == 200
+
+
+# -- the dashboard's routes --------------------------------------------------------------------
+
+
+def inbox_lists_only_own(world: World) -> None:
+    """A's inbox holds A's waits and none of B's (whatever A filters by); the admin's both."""
+    api = world.api
+    before = snapshot(api)
+    b_waits = {world["b_waiting"], world["b_payment"]}
+    for query in ({}, {"flow_id": "approval"}, {"kind": "signal"}, {"kind": "event"}):
+        assert not set(listed_ids(api, "a", "/inbox", limit=200, **query)) & b_waits, query
+    assert {world["a_waiting"], world["a_payment"]} <= set(
+        listed_ids(api, "a", "/inbox", limit=200)
+    )
+    everything = set(listed_ids(api, "admin", "/inbox", limit=200))
+    assert {world["a_waiting"], world["a_payment"]} | b_waits <= everything
+    assert_unchanged(before, snapshot(api))
+
+
+def whoami_names_only_its_own(world: World) -> None:
+    answer = world.api.get("/whoami", "a")
+    assert answer.status_code == 200
+    assert answer.json()["tenant_id"] == A and B not in answer.text
+
+
+def fleet_is_for_admins(world: World) -> None:
+    """Workers, queues and the waiting counts are every tenant's: a tenant's key gets 403,
+    naming nothing of them; the admin's key gets the view."""
+    api = world.api
+    before = snapshot(api)
+
+    refused = api.get("/fleet", "a")
+
+    error = error_of(refused, 403, "UNAUTHORIZED")
+    assert B not in refused.text and "waiting" not in error["message"]
+    assert api.get("/fleet", "admin").status_code == 200
+    assert_unchanged(before, snapshot(api))
+
+
 # -- the route table ----------------------------------------------------------------------------
 
 
@@ -486,6 +556,10 @@ ROUTES: dict[tuple[str, str], Route] = {
                 in_path=False,
             ),
         },
+    ),
+    ("GET", "/executions/counts"): Route(
+        lambda w: Call("GET", "/executions/counts"),
+        {"counts-only-own": executions_counts_only_own},
     ),
     ("GET", "/executions/{execution_id}"): Route(
         lambda w: Call("GET", f"/executions/{w['a_exec']}"),
@@ -662,8 +736,33 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/webhooks/{trigger_id}"): Route(
         None, {"names-no-tenant": webhook_info_names_no_tenant}
     ),
+    ("GET", "/whoami"): Route(
+        lambda w: Call("GET", "/whoami"), {"names-only-its-own": whoami_names_only_its_own}
+    ),
+    ("GET", "/inbox"): Route(
+        lambda w: Call("GET", "/inbox"),
+        {
+            "lists-only-own": inbox_lists_only_own,
+            "b-cursor": like_unknown(
+                "GET",
+                "/inbox",
+                "b_waiting",
+                new_uuid,
+                params=lambda ident: {"after": ident},
+                in_path=False,
+            ),
+        },
+    ),
+    ("GET", "/executions/{execution_id}/children"): Route(
+        lambda w: Call("GET", f"/executions/{w['a_exec']}/children"),
+        {"b-execution": like_unknown("GET", "/executions/{id}/children", "b_exec", new_uuid)},
+    ),
+    ("GET", "/fleet"): Route(lambda w: Call("GET", "/fleet"), {"admin-only": fleet_is_for_admins}),
     ("GET", "/health"): Route(None, {"names-no-tenant": health_names_no_tenant("/health")}),
     ("GET", "/ready"): Route(None, {"names-no-tenant": health_names_no_tenant("/ready")}),
+    ("GET", "/metrics"): Route(
+        lambda w: Call("GET", "/metrics"), {"admin-only": metrics_need_an_admin_key}
+    ),
 }
 
 
