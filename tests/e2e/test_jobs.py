@@ -126,6 +126,10 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_on_a_fresh_wor
     ]
     assert len(completed) == 1, completed
     assert completed[0].outcome == "success"
-    assert completed[0].data == {"job_id": job.id, "claims": finished.claims}
+    assert completed[0].data == {
+        "job_id": job.id,
+        "claims": finished.claims,
+        "output": execution.context["processed"],  # kept for the dashboard and replays
+    }
     assert [e.type for e in history].count(EventType.EXECUTION_COMPLETED) == 1
     assert lines(calls_file) == [f"{execution_id}:after:1"]
