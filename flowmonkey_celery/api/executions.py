@@ -75,6 +75,7 @@ class BulkReplayRequest(Strict):
     from_step: str | None = Field(default=None, min_length=1, max_length=200)
     context_patch: dict[str, Any] | None = None
     limit: int = Field(default=100, ge=1, le=1000, strict=True)
+    include_replays: bool = Field(default=False, strict=True)
 
 
 def _utc(instant: datetime | None) -> datetime | None:
@@ -274,6 +275,7 @@ def replay_failed(body: BulkReplayRequest, request: Request, principal: Caller) 
         from_step=body.from_step,
         context_patch=body.context_patch,
         limit=body.limit,
+        include_replays=body.include_replays,
     )
     return {
         "replayed": result.replayed,

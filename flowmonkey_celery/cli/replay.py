@@ -61,6 +61,13 @@ def replay(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="With --failed: at most this many.")
     ] = 100,
+    include_replays: Annotated[
+        bool,
+        typer.Option(
+            "--include-replays",
+            help="With --failed: select failed replays too (by default only their originals).",
+        ),
+    ] = False,
     as_json: JsonOutput = False,
 ) -> None:
     """Start a new execution from a step of an old one, with the context it had there.
@@ -108,6 +115,7 @@ def replay(
             from_step=from_step,
             context_patch=context_patch,
             limit=limit,
+            include_replays=include_replays,
         )
     if as_json:
         print_json(

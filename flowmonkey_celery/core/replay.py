@@ -145,6 +145,7 @@ class Replays(Commands):
         from_step: str | None = None,
         context_patch: dict[str, Any] | None = None,
         limit: int = 100,
+        include_replays: bool = False,
     ) -> BulkReplayResult:
         """Replay up to `limit` failed executions matching the filters (those of
         `list_executions`, plus the failure's `error_code`), each from `from_step` or, by
@@ -152,8 +153,10 @@ class Replays(Commands):
 
         Each replay is keyed by (original, step, patch), so running the same bulk replay again
         returns the executions it started before (`created=False`) instead of new ones.
-        A replay that cannot start (its step never ran, its flow version is gone) is reported
-        in its outcome and the others go on. Replays of replays are selected too.
+        Failed replays are not selected themselves (their originals are, and answer the replay
+        made before), so a replay that fails again does not grow a chain on the next run;
+        `include_replays=True` selects them too. A replay that cannot start (its step never
+        ran, its flow version is gone) is reported in its outcome and the others go on.
         """
         if limit < 1:
             raise ExecutionError("limit must be at least 1", ErrorCode.INVALID_ARGUMENT)
@@ -172,6 +175,8 @@ class Replays(Commands):
                 after=after,
             )
             for execution in page:
+                if REPLAY_OF in execution.metadata and not include_replays:
+                    continue  # its original is selected (and keyed) instead: no chains
                 if error_code is not None and (
                     execution.error is None or execution.error.code != error_code
                 ):
@@ -231,6 +236,10 @@ class Replays(Commands):
             for event in history
             if event.type is EventType.STEP_STARTED and event.step_id == step_id
         ]
+        if not started and step_id == execution.current_step_id:
+            # It stopped at this step before its handler ran (no handler deployed yet, input
+            # that did not resolve, a pending execution): its context is the step's context.
+            return dict(execution.context)
         if not started:
             ran = sorted(
                 {

@@ -93,6 +93,12 @@ def test_bulk_replay_replays_failed_executions_once_each(api: Api) -> None:
 
 def test_bulk_replay_refuses_bad_filters(api: Api) -> None:
     before = snapshot(api)
-    for body in ({"limit": 0}, {"limit": "many"}, {"status": "failed"}, {"created_after": "x"}):
+    for body in (
+        {"limit": 0},
+        {"limit": "many"},
+        {"status": "failed"},
+        {"created_after": "x"},
+        {"include_replays": "yes"},
+    ):
         error_of(api.post("/executions/replay", json=body), 422, "INVALID_INPUT")
     assert_unchanged(before, snapshot(api))

@@ -245,3 +245,28 @@ def test_a_snapshot_is_a_copy_not_the_live_context() -> None:
     context["items"].append(2)
     assert kept == {"context": {"items": [1]}}
     assert snapshot_of("context", context, 0) == {}
+
+
+def test_a_failed_replay_is_not_replayed_again_by_the_next_bulk_run() -> None:
+    engine, _ = make_engine()
+    original_id = failed_order(engine)
+
+    first = engine.replay_failed()  # no patch: the replay fails again
+    (outcome,) = first.outcomes
+    assert outcome.execution_id is not None
+    assert engine.run(outcome.execution_id).status is ExecutionStatus.FAILED
+    again = engine.replay_failed()
+    chained = engine.replay_failed(include_replays=True)
+
+    assert [(o.original_id, o.created) for o in again.outcomes] == [(original_id, False)]
+    assert outcome.execution_id in {o.original_id for o in chained.outcomes}
+
+
+def test_replay_from_the_step_it_stopped_at_before_its_handler_ran_uses_its_context() -> None:
+    engine, _ = make_engine()
+    execution_id = engine.create("order", {"qty": 4, "unit": 1}).execution.id  # never run
+
+    replayed = engine.replay(execution_id, "price", {"unit": 2}).execution
+
+    assert replayed.context == {"qty": 4, "unit": 2}
+    assert engine.run(replayed.id).context["total"] == 8
