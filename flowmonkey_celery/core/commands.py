@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowmonkey_celery.core.clock import as_timedelta
@@ -374,14 +374,19 @@ class Commands(EngineBase):
             )
         raise VersionConflictError(f"execution {execution_id} kept changing; cancel not applied")
 
-    def _cancel_children(self, parent_id: str) -> list[str]:
+    def _cancel_children(self, parent_id: str, since: datetime | None = None) -> list[str]:
         cancelled: list[str] = []
         for child in self.store.list_children(parent_id):
-            if child.is_terminal or child.parent_close == "abandon":
+            if child.parent_close == "abandon":
                 continue
-            cancelled += self._cancel_one(
-                child.id, "parent", f"parent execution {parent_id} was cancelled"
-            )
+            if not child.is_terminal:
+                cancelled += self._cancel_one(
+                    child.id, "parent", f"parent execution {parent_id} was cancelled"
+                )
+            elif since is not None and _cancelled_by_parent_since(child, since):
+                # The tick's orphan sweep got here first, for this same cancel: still ours
+                # to report, with what its cascade took along.
+                cancelled += [child.id, *self._cancel_children(child.id, since)]
         return cancelled
 
     def _cancel_one(self, execution_id: str, source: str, reason: str) -> list[str]:
@@ -392,3 +397,13 @@ class Commands(EngineBase):
                 raise
             return []
         return [execution_id, *result.children_cancelled] if result.cancelled else []
+
+
+def _cancelled_by_parent_since(execution: Execution, since: datetime) -> bool:
+    cancellation = execution.cancellation
+    return (
+        execution.status is ExecutionStatus.CANCELLED
+        and cancellation is not None
+        and cancellation.source == "parent"
+        and cancellation.cancelled_at >= since
+    )

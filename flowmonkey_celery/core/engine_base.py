@@ -299,7 +299,7 @@ class EngineBase:
         try:
             if saved.status is ExecutionStatus.CANCELLED:
                 # Every way to cancel (user, timeout at any check) takes the children along.
-                draft.children_cancelled = self._cancel_children(saved.id)
+                draft.children_cancelled = self._cancel_children(saved.id, since=draft.now)
             for unwanted in effects.unwanted:  # cancel_rest; the tick's sweep if this is lost
                 self._cancel_one(unwanted, "join", f"the join of parent {saved.id} was decided")
         except Exception:  # committed already: the tick's orphan sweep finishes the cascade
@@ -434,8 +434,9 @@ class EngineBase:
         """End a wait_for_event just committed with a stored event (`EventCommands` does it)."""
         raise NotImplementedError
 
-    def _cancel_children(self, parent_id: str) -> list[str]:
-        """Cancel the live children of a cancelled execution; their ids (`Commands` does it)."""
+    def _cancel_children(self, parent_id: str, since: datetime | None = None) -> list[str]:
+        """Cancel the live children of a cancelled execution; their ids, with those the
+        orphan sweep cancelled for it `since` its cancel (`Commands` does it)."""
         raise NotImplementedError
 
     def _cancel_one(self, execution_id: str, source: str, reason: str) -> list[str]:

@@ -415,7 +415,7 @@ def test_the_sweep_cancels_children_a_crashed_canceller_left_running(
     parent_id = start(engine, {"items": [1, 2]})
     engine.run(parent_id)
     # The process dies right after committing the parent's cancellation.
-    monkeypatch.setattr(engine, "_cancel_children", lambda parent_id: [])
+    monkeypatch.setattr(engine, "_cancel_children", lambda parent_id, since=None: [])
     engine.cancel(parent_id)
     (middle,) = store.list_children(parent_id)
     assert middle.status is ExecutionStatus.WAITING
@@ -427,6 +427,30 @@ def test_the_sweep_cancels_children_a_crashed_canceller_left_running(
     assert middle.id in first and again == []
     grandchildren = store.list_children(middle.id)
     assert all(g.status is ExecutionStatus.CANCELLED for g in grandchildren)
+
+
+def test_a_cancel_reports_the_children_the_sweep_cancelled_for_it_meanwhile(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, work = make(store, *nested_flows())
+    work.hold |= {1, 2}
+    parent_id = start(engine, {"items": [1, 2]})
+    engine.run(parent_id)
+    cascade = engine._cancel_children
+    swept: list[str] = []
+
+    def sweep_first(parent: str, since: datetime | None = None) -> list[str]:
+        if parent == parent_id:  # the beat's tick runs between the commit and the cascade
+            swept.extend(engine.cancel_orphaned_children())
+        return cascade(parent, since)
+
+    monkeypatch.setattr(engine, "_cancel_children", sweep_first)
+    result = engine.cancel(parent_id)
+
+    (middle,) = store.list_children(parent_id)
+    grandchildren = [g.id for g in store.list_children(middle.id)]
+    assert sorted(swept) == sorted([middle.id, *grandchildren])
+    assert sorted(result.children_cancelled) == sorted([middle.id, *grandchildren])
 
 
 def test_a_parallel_steps_wait_timeout_takes_on_timeout_and_cancels_the_branches(
