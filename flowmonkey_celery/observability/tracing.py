@@ -81,7 +81,7 @@ TASK_PREFIX = "flowmonkey."
 _UNTRACED_SUFFIXES = ("/health", "/ready", "/metrics", "/openapi.json", "/docs", "/redoc")
 EXPORTERS = ("none", "console", "otlp")
 _INSTALL_OTEL = "pip install 'flowmonkey-celery[otel]'"
-_INSTALL_OTLP = "pip install opentelemetry-exporter-otlp"
+_INSTALL_OTLP_GRPC = "pip install opentelemetry-exporter-otlp-proto-grpc"
 
 # The span that started the work under way (a webhook request, a cron fire): the execution it
 # creates is recorded on it.
@@ -493,22 +493,26 @@ def configure_tracing(settings: Settings, *, service_name: str = "flowmonkey") -
 
 
 def _otlp_exporter() -> Any:
+    """OTLP over HTTP (the [otel] extra installs it), or over gRPC when the standard variable
+    asks for it (its package is not in the extra: grpcio is a large native build)."""
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
     )
+    grpc = protocol.strip() == "grpc"
     try:
-        if protocol.strip() == "grpc":
+        if grpc:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
                 OTLPSpanExporter,
             )
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter,
             )
     except ImportError:
         raise _missing(
-            "FLOWMONKEY_OTEL_EXPORTER=otlp needs the OTLP exporter, which is not installed",
-            _INSTALL_OTLP,
+            f"FLOWMONKEY_OTEL_EXPORTER=otlp over {'gRPC' if grpc else 'HTTP'} needs the OTLP "
+            "exporter, which is not installed",
+            _INSTALL_OTLP_GRPC if grpc else _INSTALL_OTEL,
         ) from None
     return OTLPSpanExporter()
 

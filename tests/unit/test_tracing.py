@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -411,13 +413,104 @@ def test_installing_again_switches_the_provider_and_keeps_one_set_of_hooks(
     assert len(spans.steps()) == 2
 
 
-def test_the_exporter_setting_is_checked_and_otlp_names_the_package_to_install() -> None:
+def test_the_exporter_setting_is_checked_and_otlp_over_grpc_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(ValidationError, match="otel_exporter"):
         Settings.from_env({"FLOWMONKEY_OTEL_EXPORTER": "jaeger"})
     assert configure_tracing(Settings()) is None  # "none": the SDK is left alone
-    with pytest.raises(FlowMonkeyError, match="pip install opentelemetry-exporter-otlp"):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # not in the [otel] extra
+    with pytest.raises(FlowMonkeyError, match="pip install opentelemetry-exporter-otlp-proto-grpc"):
         configure_tracing(Settings(otel_exporter="otlp"))
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+class OtlpCollector(ThreadingHTTPServer):
+    """A local OpenTelemetry collector: keeps the spans POSTed to /v1/traces (OTLP/HTTP)."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        super().__init__(("127.0.0.1", 0), _OtlpRequest)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _OtlpRequest(BaseHTTPRequestHandler):
+    server: OtlpCollector
+
+    def do_POST(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest.FromString(body)
+        self.server.paths.append(self.path)
+        for resource_spans in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    trace_id = span.trace_id.hex()
+                    self.server.spans.append(
+                        {"name": span.name, "service": service["service.name"], "trace": trace_id}
+                    )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_collector() -> Iterator[OtlpCollector]:
+    collector = OtlpCollector()
+    thread = threading.Thread(target=collector.serve_forever, daemon=True)
+    thread.start()
+    yield collector
+    collector.shutdown()
+    collector.server_close()
+
+
+def test_the_otlp_exporter_of_the_otel_extra_sends_the_step_spans_to_a_collector(
+    tmp_path: Path, otlp_collector: OtlpCollector
+) -> None:
+    done = run_python(
+        """
+        from opentelemetry import trace
+        from flowmonkey_celery import Result, handler
+        from flowmonkey_celery.celery import FlowMonkeyCelery
+
+        @handler("ok")
+        def ok(params):
+            return Result.success({})
+
+        fm = FlowMonkeyCelery.from_env()
+        fm.runtime.handlers.register(ok)
+        steps = {"a": {"type": "ok", "transitions": {"onSuccess": "b"}}, "b": {"type": "ok"}}
+        flow = {"id": "hello", "initialStepId": "a", "steps": steps}
+        fm.runtime.flows.register(flow)
+        created = fm.start("hello", {})
+        assert fm.run_steps(created.execution.id, 0, fm.step_queue) == "completed"
+        trace.get_tracer_provider().shutdown()  # flushes the batch, as at a worker's exit
+        print(fm.get(created.execution.id).metadata["traceparent"].split("-")[1])
+        """,
+        tmp_path,
+        FLOWMONKEY_OTEL_EXPORTER="otlp",
+        FLOWMONKEY_BROKER_URL="memory://",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_collector.endpoint,
+        OTEL_SERVICE_NAME="shop-worker",
+    )
+    assert done.returncode == 0, done.stderr
+    trace_id = done.stdout.strip()
+    assert set(otlp_collector.paths) == {"/v1/traces"}
+    steps = [span for span in otlp_collector.spans if span["name"].startswith("flowmonkey.step")]
+    assert sorted(span["name"] for span in steps) == ["flowmonkey.step a", "flowmonkey.step b"]
+    assert {(span["service"], span["trace"]) for span in steps} == {("shop-worker", trace_id)}
 
 
 def run_python(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
