@@ -26,6 +26,7 @@ def test_the_waiting_stats_query_uses_indexes_on_postgresql(postgres_url: str) -
     store.dispose()
     assert "Seq Scan on fm_executions" not in plan, plan
     assert plan.count("Index") >= 4, plan  # one per subquery
+    assert "ix_fm_executions_status_wait_started_at" in plan, plan  # the oldest wait
 
 
 def test_the_waiting_stats_query_uses_indexes_on_sqlite(tmp_path: Path) -> None:
@@ -40,3 +41,4 @@ def test_the_waiting_stats_query_uses_indexes_on_sqlite(tmp_path: Path) -> None:
     store.dispose()
     scans = [line for line in plan.splitlines() if "fm_executions" in line]
     assert len(scans) == 4 and all("INDEX" in line for line in scans), plan
+    assert "ix_fm_executions_status_wait_started_at" in plan, plan

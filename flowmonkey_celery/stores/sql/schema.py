@@ -69,6 +69,7 @@ executions = Table(
     Column("parent_close", String(16)),
     # Each query the runtime makes has an index: the beat's sweeps, children, listings.
     Index(None, "status", "wake_at"),
+    Index(None, "status", "wait_started_at"),  # the oldest wait (waiting_stats)
     Index(None, "status", "wait_deadline_at"),
     Index(None, "deadline_at"),
     Index(None, "status", "lease_expires_at"),

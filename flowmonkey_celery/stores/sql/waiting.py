@@ -4,9 +4,8 @@ answered from an index on `fm_executions` rather than one pass that reads every 
 - the waiting count: an index-only count on `(status, wake_at)`;
 - the due count and the oldest due wake: a range of that same index (`wake_at <= now`), the
   minimum being its first entry;
-- the oldest `wait_started_at`: with an index on `(status, wait_started_at)` its first entry;
-  without one, PostgreSQL reads the waiting rows (the heap behind the status index), which
-  costs about as much as the count.
+- the oldest `wait_started_at`: the first entry of `(status, wait_started_at)` (migration
+  0007; before it, PostgreSQL read every waiting row for it).
 """
 
 from __future__ import annotations
