@@ -34,9 +34,6 @@ router = APIRouter(tags=["dashboard"])
 # What a person or another system must act on; timers, retry backoffs, children and jobs
 # end by themselves.
 INBOX_KINDS = (WaitKind.SIGNAL, WaitKind.EVENT)
-# The inbox filters waiting executions by kind as it reads them: a page reads at most this
-# many rows, then answers with what it found and a cursor to go on from.
-INBOX_SCAN_ROWS = 2000
 WORKER_PREFIX = "worker:"
 # A worker records its heartbeat every 5 s: one not seen for this long has stopped or is stuck.
 WORKER_ALIVE_SECONDS = 30.0
@@ -105,8 +102,7 @@ def inbox(
     """Waiting executions whose wait a person or another system must end (`signal`: a resume
     or a resume token; `event`: an emitted event), each with its step and deadline.
 
-    `next_after` is the id to pass as `after` for the next page (None at the end); a page may
-    hold fewer than `limit` items and still have a next one.
+    `next_after` is the id to pass as `after` for the next page (None at the end).
     """
     context = context_of(request)
     if kind is not None and kind not in INBOX_KINDS:
@@ -118,28 +114,16 @@ def inbox(
     kinds = (kind,) if kind is not None else INBOX_KINDS
     if after is not None:
         context.execution_for(principal, after)  # another tenant's cursor is unknown too
-    items: list[dict[str, Any]] = []
-    cursor, scanned, exhausted = after, 0, False
-    while len(items) < limit and scanned < INBOX_SCAN_ROWS:
-        batch = min(INBOX_SCAN_ROWS - scanned, max(limit * 4, 100))
-        page = context.runtime.store.list_executions(
-            status=ExecutionStatus.WAITING,
-            flow_id=flow_id,
-            tenant_id=None if principal.admin else principal.tenant_id,
-            limit=batch,
-            after=cursor,
-        )
-        for execution in page:
-            scanned += 1
-            cursor = execution.id
-            if execution.wait_kind in kinds and principal.sees(execution.tenant_id):
-                items.append(_inbox_item(context, execution))
-                if len(items) == limit:
-                    break
-        if len(page) < batch and len(items) < limit:
-            exhausted = True
-            break
-    return {"items": items, "next_after": None if exhausted else cursor}
+    page = context.runtime.store.list_executions(
+        status=ExecutionStatus.WAITING,
+        wait_kinds=kinds,
+        flow_id=flow_id,
+        tenant_id=None if principal.admin else principal.tenant_id,
+        limit=limit + 1,  # one more than asked: whether there is a next page
+        after=after,
+    )
+    items = [_inbox_item(context, execution) for execution in page[:limit]]
+    return {"items": items, "next_after": page[limit - 1].id if len(page) > limit else None}
 
 
 def _inbox_item(context: ApiContext, execution: Execution) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 from flowmonkey_celery.core.api_keys import ApiKey
 from flowmonkey_celery.core.children import Branch, BranchStatus, Join
 from flowmonkey_celery.core.events import HistoryEvent
-from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.execution import Execution, ExecutionStatus, WaitKind
 from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.stats import WaitingStats
@@ -365,11 +365,14 @@ class Store(Protocol):
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         newest_first: bool = False,
+        wait_kinds: Sequence[WaitKind | str] | None = None,
     ) -> list[Execution]:
         """Executions filtered by status / flow / tenant, created at or after `created_after`
         and before `created_before`, with each `metadata` key's value equal to the given text
         (a number or boolean compares by its JSON text), created with `idempotency_key`,
         ordered by (created_at, id), or by (created_at, id) descending with `newest_first`.
+        `wait_kinds` keeps the executions waiting in one of those kinds (the inbox's signal
+        and event waits).
 
         `after` is the id of the last execution of the previous page (keyset paging, in
         either order). Raises ExecutionError INVALID_ARGUMENT if it names no execution.

@@ -13,7 +13,7 @@ from flowmonkey_celery.core.api_keys import ApiKey
 from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.clock import ensure_aware
 from flowmonkey_celery.core.events import HistoryEvent
-from flowmonkey_celery.core.execution import Execution, ExecutionStatus
+from flowmonkey_celery.core.execution import Execution, ExecutionStatus, WaitKind
 from flowmonkey_celery.core.inbox import Event, EventWait
 from flowmonkey_celery.core.jobs import Job, JobStatus
 from flowmonkey_celery.core.ports import AnyTrigger
@@ -359,6 +359,7 @@ class MemoryStore:
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         newest_first: bool = False,
+        wait_kinds: Sequence[WaitKind | str] | None = None,
     ) -> list[Execution]:
         wanted = ExecutionStatus(status) if status is not None else None
         matches = _filter(
@@ -392,7 +393,14 @@ class MemoryStore:
                         else (e.created_at, e.id) > cursor
                     )
                 ]
-            found = [e for e in rows if (wanted is None or e.status is wanted) and matches(e)]
+            kinds = None if wait_kinds is None else {WaitKind(kind) for kind in wait_kinds}
+            found = [
+                e
+                for e in rows
+                if (wanted is None or e.status is wanted)
+                and (kinds is None or e.wait_kind in kinds)
+                and matches(e)
+            ]
             return [e.model_copy(deep=True) for e in found[:limit]]
 
     def count_executions(

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from flowmonkey_celery import ErrorCode, Execution, ExecutionError, ExecutionStatus, Store
+from flowmonkey_celery import (
+    ErrorCode,
+    Execution,
+    ExecutionError,
+    ExecutionStatus,
+    Store,
+    WaitKind,
+)
 from tests.contract.test_store_contract import at, create, make_execution
 
 ALL_STATUSES = [s.value for s in ExecutionStatus]
@@ -56,6 +63,26 @@ def test_the_idempotency_key_filter_finds_the_executions_created_with_that_key(
     ]
     assert ids(idempotency_key="order-10") == []  # exact, not a prefix
     assert ids(idempotency_key="nobody's") == []
+
+
+# -- wait kind -----------------------------------------------------------------------------------
+
+
+def test_the_wait_kind_filter_keeps_the_executions_waiting_in_those_kinds(store: Store) -> None:
+    waiting = ExecutionStatus.WAITING
+    timer = create(store, status=waiting, wait_kind=WaitKind.TIMER, created_at=at(1))
+    signal = create(store, status=waiting, wait_kind=WaitKind.SIGNAL, created_at=at(2))
+    event = create(store, status=waiting, wait_kind=WaitKind.EVENT, created_at=at(3))
+    create(store, status=ExecutionStatus.RUNNING, created_at=at(4))  # no wait at all
+
+    def ids(*kinds: WaitKind | str, **filters: Any) -> list[str]:
+        return [e.id for e in store.list_executions(wait_kinds=kinds, **filters)]
+
+    assert ids(WaitKind.SIGNAL, WaitKind.EVENT) == [signal.id, event.id]
+    assert ids("signal", "event", newest_first=True) == [event.id, signal.id]
+    assert ids(WaitKind.SIGNAL, WaitKind.EVENT, limit=1, after=signal.id) == [event.id]
+    assert ids(WaitKind.TIMER, status=waiting) == [timer.id]
+    assert ids() == []  # no kind asked for: nothing waits in none of them
 
 
 # -- newest first --------------------------------------------------------------------------------

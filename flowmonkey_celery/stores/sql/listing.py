@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from flowmonkey_celery.core.execution import ExecutionStatus
+from flowmonkey_celery.core.execution import ExecutionStatus, WaitKind
 from flowmonkey_celery.stores.sql.schema import executions
 
 _INT64 = range(-(2**63), 2**63)
@@ -63,6 +64,7 @@ def list_query(
     metadata: dict[str, str] | None = None,
     idempotency_key: str | None = None,
     newest_first: bool = False,
+    wait_kinds: Sequence[WaitKind | str] | None = None,
 ) -> Select[Any]:
     c = executions.c
     query = select(executions).where(
@@ -78,6 +80,8 @@ def list_query(
     )
     if status is not None:
         query = query.where(c.status == ExecutionStatus(status).value)
+    if wait_kinds is not None:
+        query = query.where(c.wait_kind.in_([WaitKind(kind).value for kind in wait_kinds]))
     if after is not None:
         # The cursor's position read in the same statement; a cursor naming no execution
         # compares with NULL and matches nothing (the caller then says so).

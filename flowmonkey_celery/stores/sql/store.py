@@ -27,7 +27,12 @@ from sqlalchemy.exc import IntegrityError
 from flowmonkey_celery.core.api_keys import ApiKey
 from flowmonkey_celery.core.children import Branch, Join
 from flowmonkey_celery.core.events import HistoryEvent
-from flowmonkey_celery.core.execution import TERMINAL_STATUSES, Execution, ExecutionStatus
+from flowmonkey_celery.core.execution import (
+    TERMINAL_STATUSES,
+    Execution,
+    ExecutionStatus,
+    WaitKind,
+)
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.jobs import Job
 from flowmonkey_celery.core.ports import AnyTrigger
@@ -487,6 +492,7 @@ class SqlStore:
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         newest_first: bool = False,
+        wait_kinds: Sequence[WaitKind | str] | None = None,
     ) -> list[Execution]:
         """One statement (see listing.py); the cursor is checked only when the page is empty,
         the one case a cursor naming no execution cannot be told from the end of the list."""
@@ -502,6 +508,7 @@ class SqlStore:
             metadata=metadata,
             idempotency_key=idempotency_key,
             newest_first=newest_first,
+            wait_kinds=wait_kinds,
         )
         page = self._fetch(query, "list executions")
         if not page and after is not None:
