@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -53,6 +53,10 @@ TICK_HEARTBEAT = "tick"
 # Each worker process records `worker:<node name>` this often (the dashboard's fleet view).
 WORKER_HEARTBEAT_PREFIX = "worker:"
 WORKER_HEARTBEAT_SECONDS = 5.0
+# A worker not heard from for this long is gone (a pod's random name never comes back): the
+# tick forgets its heartbeat, at most once per WORKER_HEARTBEAT_PRUNE_EVERY.
+WORKER_HEARTBEAT_KEPT = timedelta(days=7)
+WORKER_HEARTBEAT_PRUNE_EVERY = timedelta(hours=1)
 
 STEP_TASK = "flowmonkey.step"
 STEP_KILLED_TASK = "flowmonkey.step_killed"
@@ -154,6 +158,7 @@ class FlowMonkeyCelery:
         signals.worker_ready.connect(self._start_worker_heartbeat)
         signals.worker_shutdown.connect(self._stop_worker_heartbeat)
         self._worker_heartbeat_stop: threading.Event | None = None
+        self._worker_heartbeats_pruned_at: datetime | None = None
         install_celery_task_steps(self)
         # The sender's trace context rides in flowmonkey's message headers (no-op without otel).
         propagate_through_celery()
@@ -440,6 +445,7 @@ class FlowMonkeyCelery:
         now = self.runtime.clock.now()
         if isinstance(store, OperatorStore):  # /ready and the trigger warnings look at it
             store.record_heartbeat(TICK_HEARTBEAT, now)
+            self._prune_worker_heartbeats(store, now)
         timed_out = engine.cancel_timed_out(now, limit=batch)
         orphans = engine.cancel_orphaned_children(limit=batch)
         for job_id in engine.reap_jobs(now, limit=batch):
@@ -479,6 +485,15 @@ class FlowMonkeyCelery:
             "orphans_cancelled": len(orphans),
             "events": len(events),
         }
+
+    def _prune_worker_heartbeats(self, store: OperatorStore, now: datetime) -> None:
+        last = self._worker_heartbeats_pruned_at
+        if last is not None and now - last < WORKER_HEARTBEAT_PRUNE_EVERY:
+            return
+        self._worker_heartbeats_pruned_at = now
+        gone = store.delete_heartbeats(WORKER_HEARTBEAT_PREFIX, before=now - WORKER_HEARTBEAT_KEPT)
+        if gone:
+            log.info("forgot %d worker(s) not seen for %s", gone, WORKER_HEARTBEAT_KEPT)
 
     def _first_tick_of_period(self) -> bool:
         """With a lock manager (FLOWMONKEY_REDIS_URL), only the first tick of each period

@@ -441,6 +441,11 @@ class OperatorStore(Protocol):
         time, ordered by name. The prefix is matched literally (`%` and `_` are no wildcards)."""
         ...
 
+    def delete_heartbeats(self, prefix: str, *, before: datetime) -> int:
+        """Forget the heartbeats whose name starts with `prefix` (literally) last recorded
+        before `before` (workers long gone); how many."""
+        ...
+
 
 @runtime_checkable
 class TriggerStore(Protocol):

@@ -481,6 +481,14 @@ class MemoryStore:
                 name: at for name, at in sorted(self._heartbeats.items()) if name.startswith(prefix)
             }
 
+    def delete_heartbeats(self, prefix: str, *, before: datetime) -> int:
+        before = ensure_aware(before, "cutoff")
+        with self._lock:
+            gone = [n for n, at in self._heartbeats.items() if n.startswith(prefix) and at < before]
+            for name in gone:
+                del self._heartbeats[name]
+            return len(gone)
+
     # -- triggers ---------------------------------------------------------------------------
 
     def save_trigger(self, trigger: AnyTrigger, now: datetime) -> AnyTrigger:

@@ -226,3 +226,24 @@ def test_heartbeats_are_listed_by_prefix_taken_literally(store: OperatorStore) -
         "worker:b@host-2",
         "workers_100%",
     ]
+
+
+def test_heartbeats_of_a_prefix_recorded_before_a_cutoff_are_deleted(store: OperatorStore) -> None:
+    store.record_heartbeat("worker:old@pod-1", at(10))
+    store.record_heartbeat("worker:new@pod-2", at(30))
+    store.record_heartbeat("worker:edge@pod-3", at(20))  # at the cutoff: kept
+    store.record_heartbeat("workerXold", at(10))  # the prefix is literal
+    store.record_heartbeat("tick", at(5))
+
+    assert store.delete_heartbeats("worker:", before=at(20)) == 1
+    assert store.delete_heartbeats("worker_", before=at(40)) == 0
+
+    assert list(store.list_heartbeats()) == [
+        "tick",
+        "worker:edge@pod-3",
+        "worker:new@pod-2",
+        "workerXold",
+    ]
+    with pytest.raises(ValueError, match="naive"):
+        store.delete_heartbeats("worker:", before=datetime(2026, 1, 5, 9, 0, 40))
+    assert len(store.list_heartbeats("worker:")) == 2

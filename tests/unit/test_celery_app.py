@@ -488,6 +488,30 @@ def test_the_tick_wakes_due_executions_and_sends_their_next_step(make_fm: Any) -
     assert args == (execution_id, woken.version)
 
 
+def test_the_tick_forgets_workers_not_seen_for_a_week_checking_once_an_hour(
+    make_fm: Any,
+) -> None:
+    fm = make_fm(chain(1))
+    store, clock = fm.runtime.store, fm.runtime.clock
+    store.record_heartbeat("worker:gone@pod-1", clock.now() - timedelta(days=7, seconds=1))
+    store.record_heartbeat("worker:idle@pod-2", clock.now() - timedelta(days=6))
+    store.record_heartbeat("api", clock.now() - timedelta(days=30))  # not a worker: kept
+
+    fm.tick()
+    assert set(store.list_heartbeats()) == {"worker:idle@pod-2", "api", "tick"}
+
+    clock.advance(timedelta(minutes=30))
+    store.record_heartbeat("worker:gone@pod-3", clock.now() - timedelta(days=8))
+    fm.tick()  # checked half an hour ago: not again yet
+    assert set(store.list_heartbeats("worker:")) == {"worker:idle@pod-2", "worker:gone@pod-3"}
+    clock.advance(timedelta(minutes=30))
+    fm.tick()
+    assert set(store.list_heartbeats("worker:")) == {"worker:idle@pod-2"}
+    clock.advance(timedelta(days=1))
+    fm.tick()
+    assert set(store.list_heartbeats("worker:")) == set()
+
+
 def test_with_a_lock_manager_only_the_first_tick_of_a_period_sweeps(make_fm: Any) -> None:
     flow = {
         "id": "chain",

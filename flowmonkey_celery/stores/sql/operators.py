@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flowmonkey_celery.core.api_keys import ApiKey
@@ -98,3 +98,11 @@ def list_heartbeats(conn: Connection, prefix: str) -> dict[str, datetime]:
     if prefix:
         query = query.where(heartbeats.c.name.startswith(prefix, autoescape=True))
     return {name: at for name, at in conn.execute(query)}
+
+
+def delete_heartbeats(conn: Connection, prefix: str, before: datetime) -> int:
+    query = delete(heartbeats).where(
+        heartbeats.c.name.startswith(prefix, autoescape=True),
+        heartbeats.c.at < ensure_aware(before, "cutoff"),
+    )
+    return conn.execute(query).rowcount

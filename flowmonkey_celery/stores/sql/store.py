@@ -669,6 +669,10 @@ class SqlStore:
     def list_heartbeats(self, prefix: str = "") -> dict[str, datetime]:
         return self._read("list heartbeats", lambda conn: operators.list_heartbeats(conn, prefix))
 
+    def delete_heartbeats(self, prefix: str, *, before: datetime) -> int:
+        with self._single_statement("delete heartbeats", write=True) as conn:
+            return operators.delete_heartbeats(conn, prefix, before)
+
     # -- flow definitions -----------------------------------------------------------------------
 
     def save_flow_definition(self, flow: Flow, *, now: datetime) -> bool:
