@@ -14,6 +14,7 @@ from flowmonkey_celery.core.engine import Engine
 from flowmonkey_celery.core.flow import Flow
 from flowmonkey_celery.core.registries import FlowRegistry, HandlerRegistry
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
+from flowmonkey_celery.observability.tracing import configure_tracing
 from flowmonkey_celery.runtime import Runtime, build_store
 from flowmonkey_celery.settings import Settings
 from flowmonkey_celery.stores.sql import SqlStore
@@ -56,7 +57,8 @@ def history_engine(store: SqlStore) -> Engine:
 def opened_runtime(settings: Settings) -> Iterator[Runtime]:
     """`Runtime.from_settings`: the store, the FLOWMONKEY_HANDLERS handlers, the
     FLOWMONKEY_FLOWS flows (saved to the store) and every flow version stored before; runs
-    everything in this process."""
+    everything in this process, its steps traced as FLOWMONKEY_OTEL_EXPORTER asks."""
+    configure_tracing(settings, service_name="flowmonkey-cli")
     runtime = Runtime.from_settings(settings)
     try:
         yield runtime
@@ -79,7 +81,9 @@ def save_flows(settings: Settings, flows: Iterable[Flow]) -> None:
 def opened_client(settings: Settings) -> Iterator[FlowMonkeyCelery]:
     """The runtime wrapped in `FlowMonkeyCelery`: every command commits, then enqueues what it
     made runnable on FLOWMONKEY_BROKER_URL (the embedded broker under FLOWMONKEY_HOME if none
-    is set), for the workers (`flowmonkey worker`) to run."""
+    is set), for the workers (`flowmonkey worker`) to run. With FLOWMONKEY_OTEL_EXPORTER, the
+    steps the workers run join the trace of the command that started or resumed them."""
+    configure_tracing(settings, service_name="flowmonkey-cli")
     runtime = Runtime.from_settings(settings)
     client = FlowMonkeyCelery(make_app(settings, "flowmonkey-cli"), runtime)
     try:

@@ -599,3 +599,43 @@ def test_without_opentelemetry_installed_everything_works_untraced(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert "pip install 'flowmonkey-celery[otel]'" in done.stdout
+
+
+def test_flowmonkey_run_traces_the_steps_it_runs_in_process(
+    tmp_path: Path, otlp_collector: OtlpCollector
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "pick.yaml").write_text(
+        "id: pick\ninitial_step_id: route\nsteps:\n  route:\n    type: conditional\n"
+        "    input: { type: full }\n"
+        "    config: { conditions: [{ path: colour, op: eq, value: red, target: null }] }\n",
+        encoding="utf-8",
+    )
+    settings = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMONKEY_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowmonkey_celery.cli",
+            "run",
+            "pick",
+            "--context",
+            '{"colour": "red"}',
+        ],
+        cwd=tmp_path,
+        env={
+            **settings,
+            "PYTHONPATH": str(REPO),
+            "FLOWMONKEY_HOME": str(tmp_path / "home"),
+            "FLOWMONKEY_FLOWS": str(flows),
+            "FLOWMONKEY_OTEL_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (step,) = [span for span in otlp_collector.spans if span["name"] == "flowmonkey.step route"]
+    assert step["service"] == "flowmonkey-cli"
