@@ -81,8 +81,8 @@ def save_flows(settings: Settings, flows: Iterable[Flow]) -> None:
 def opened_client(settings: Settings) -> Iterator[FlowMonkeyCelery]:
     """The runtime wrapped in `FlowMonkeyCelery`: every command commits, then enqueues what it
     made runnable on FLOWMONKEY_BROKER_URL (the embedded broker under FLOWMONKEY_HOME if none
-    is set), for the workers (`flowmonkey worker`) to run. With FLOWMONKEY_OTEL_EXPORTER, the
-    steps the workers run join the trace of the command that started or resumed them."""
+    is set), for the workers (`flowmonkey worker`) to run. With FLOWMONKEY_OTEL_EXPORTER, an
+    execution it creates gets its root span here, and the workers' step spans join it."""
     configure_tracing(settings, service_name="flowmonkey-cli")
     runtime = Runtime.from_settings(settings)
     client = FlowMonkeyCelery(make_app(settings, "flowmonkey-cli"), runtime)
