@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -113,17 +114,62 @@ IdempotencyKeyFilter = Annotated[
 ]
 
 
-@router.get("", summary="List executions (keyset paging: pass `after` = the last id)")
-def list_executions(
-    request: Request,
-    principal: Caller,
-    status: ExecutionStatus | None = None,
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """The filters the list, the counts and the bulk replay share."""
+
+    flow_id: str | None = None
+    tenant_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None
+
+    def scoped(self, principal: Principal) -> dict[str, Any] | None:
+        """The store's keyword arguments, narrowed to what `principal` may see; None when the
+        filter names another tenant (none of whose executions this key can see)."""
+        if self.tenant_id is not None and not principal.sees(self.tenant_id):
+            return None
+        scoped: dict[str, Any] = {
+            "flow_id": self.flow_id,
+            "tenant_id": self.tenant_id if principal.admin else principal.tenant_id,
+            "created_after": _utc(self.created_after),
+            "created_before": _utc(self.created_before),
+            "metadata": self.metadata or None,
+        }
+        if self.idempotency_key is not None:
+            scoped["idempotency_key"] = self.idempotency_key
+        return scoped
+
+
+def execution_filter(
     flow_id: str | None = None,
     tenant_id: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     metadata: MetadataFilter = None,
     idempotency_key: IdempotencyKeyFilter = None,
+) -> ExecutionFilter:
+    """The list's query parameters (`metadata` as repeated `key:value`)."""
+    return ExecutionFilter(
+        flow_id=flow_id,
+        tenant_id=tenant_id,
+        created_after=created_after,
+        created_before=created_before,
+        metadata=_metadata_filter(metadata),
+        idempotency_key=idempotency_key,
+    )
+
+
+Filter = Annotated[ExecutionFilter, Depends(execution_filter)]
+
+
+@router.get("", summary="List executions (keyset paging: pass `after` = the last id)")
+def list_executions(
+    request: Request,
+    principal: Caller,
+    filters: Filter,
+    status: ExecutionStatus | None = None,
     order: Annotated[
         Literal["oldest", "newest"], Query(description="oldest first (default) or newest first")
     ] = "oldest",
@@ -131,22 +177,13 @@ def list_executions(
     after: str | None = None,
 ) -> dict[str, Any]:
     context = context_of(request)
-    wanted = _metadata_filter(metadata)
     if after is not None:
         context.execution_for(principal, after)  # a cursor of another tenant is unknown too
-    if not principal.sees(tenant_id) and tenant_id is not None:
-        return {"items": [], "next_after": None}  # another tenant's: none this key can see
+    scoped = filters.scoped(principal)
+    if scoped is None:
+        return {"items": [], "next_after": None}
     items = context.runtime.store.list_executions(
-        status=status,
-        flow_id=flow_id,
-        tenant_id=tenant_id if principal.admin else principal.tenant_id,
-        created_after=_utc(created_after),
-        created_before=_utc(created_before),
-        metadata=wanted or None,
-        idempotency_key=idempotency_key,
-        newest_first=order == "newest",
-        limit=limit,
-        after=after,
+        status=status, newest_first=order == "newest", limit=limit, after=after, **scoped
     )
     return {
         "items": [_shown(e) for e in items],
@@ -155,30 +192,11 @@ def list_executions(
 
 
 @router.get("/counts", summary="How many executions the list's filters find, per status")
-def count_executions(
-    request: Request,
-    principal: Caller,
-    flow_id: str | None = None,
-    tenant_id: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    metadata: MetadataFilter = None,
-    idempotency_key: IdempotencyKeyFilter = None,
-) -> dict[str, Any]:
-    context = context_of(request)
-    wanted = _metadata_filter(metadata)
-    if not principal.sees(tenant_id) and tenant_id is not None:
-        # Another tenant's: none this key can see.
+def count_executions(request: Request, principal: Caller, filters: Filter) -> dict[str, Any]:
+    scoped = filters.scoped(principal)
+    if scoped is None:
         return {"counts": dict.fromkeys((s.value for s in ExecutionStatus), 0)}
-    counts = context.runtime.store.count_executions(
-        flow_id=flow_id,
-        tenant_id=tenant_id if principal.admin else principal.tenant_id,
-        created_after=_utc(created_after),
-        created_before=_utc(created_before),
-        metadata=wanted or None,
-        idempotency_key=idempotency_key,
-    )
-    return {"counts": counts}
+    return {"counts": context_of(request).runtime.store.count_executions(**scoped)}
 
 
 def _metadata_filter(pairs: list[str] | None) -> dict[str, str]:
@@ -262,15 +280,18 @@ def cancel(
     summary="Replay failed executions selected by a filter, each from the step it failed at",
 )
 def replay_failed(body: BulkReplayRequest, request: Request, principal: Caller) -> dict[str, Any]:
-    context = context_of(request)
-    if not principal.sees(body.tenant_id) and body.tenant_id is not None:
-        return {"replayed": 0, "outcomes": []}  # another tenant's: none this key can see
-    result = context.runtime.engine.replay_failed(
+    filters = ExecutionFilter(
         flow_id=body.flow_id,
-        tenant_id=body.tenant_id if principal.admin else principal.tenant_id,
-        created_after=_utc(body.created_after),
-        created_before=_utc(body.created_before),
+        tenant_id=body.tenant_id,
+        created_after=body.created_after,
+        created_before=body.created_before,
         metadata=body.metadata,
+    )
+    scoped = filters.scoped(principal)
+    if scoped is None:
+        return {"replayed": 0, "outcomes": []}
+    result = context_of(request).runtime.engine.replay_failed(
+        **scoped,
         error_code=body.error_code,
         from_step=body.from_step,
         context_patch=body.context_patch,
