@@ -58,6 +58,17 @@ WORKER_HEARTBEAT_SECONDS = 5.0
 WORKER_HEARTBEAT_KEPT = timedelta(days=7)
 WORKER_HEARTBEAT_PRUNE_EVERY = timedelta(hours=1)
 
+# What one tick reports (and flowmonkey_tick_swept_total counts by `kind`).
+TICK_SWEEPS = (
+    "timed_out",
+    "woken",
+    "stalled",
+    "fired",
+    "orphans_cancelled",
+    "events",
+    "event_waits",
+)
+
 STEP_TASK = "flowmonkey.step"
 STEP_KILLED_TASK = "flowmonkey.step_killed"
 TICK_TASK = "flowmonkey.tick"
@@ -437,9 +448,7 @@ class FlowMonkeyCelery:
         due cron triggers. Safe to run from several beats at once (claims, compare-and-set and
         unique constraints decide)."""
         if not self._first_tick_of_period():
-            return dict.fromkeys(
-                ("timed_out", "woken", "stalled", "fired", "orphans_cancelled", "events"), 0
-            )
+            return dict.fromkeys(TICK_SWEEPS, 0)
         engine, store = self.runtime.engine, self.runtime.store
         batch = self.options.sweep_batch
         now = self.runtime.clock.now()
@@ -472,6 +481,7 @@ class FlowMonkeyCelery:
             around_fire=tracing.schedule_fire if tracing is not None else None,
         )
         events = engine.redispatch_events(now, limit=batch)  # an emitter died mid-dispatch
+        waits = engine.recheck_event_waits(now, limit=batch)  # a waiter died before its search
         # PostgreSQL keeps status counts by appending +1/-1 rows; fold them here too, so they
         # never pile up on a deployment where nobody looks at the counts.
         fold_counts = getattr(store, "fold_execution_counts", None)
@@ -484,6 +494,7 @@ class FlowMonkeyCelery:
             "fired": len(fired),
             "orphans_cancelled": len(orphans),
             "events": len(events),
+            "event_waits": len(waits),
         }
 
     def _prune_worker_heartbeats(self, store: OperatorStore, now: datetime) -> None:

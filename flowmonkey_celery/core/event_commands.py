@@ -22,6 +22,9 @@ from flowmonkey_celery.errors import ErrorCode, ExecutionError, FlowMonkeyError,
 # An event whose dispatch has not finished this long after it was stored is presumed
 # interrupted (its emitter died) and dispatched again by the sweep: well past a normal emit.
 REDISPATCH_AFTER = timedelta(seconds=30)
+# Likewise a wait whose inbox was not searched this long after it was committed: the process
+# that committed it died before the search.
+RECHECK_AFTER = timedelta(seconds=30)
 INBOX_PAGE = 500
 WAITS_PAGE = 1000
 MAX_EVENT_TYPE = 200
@@ -29,7 +32,7 @@ MAX_EVENT_KEY = 500
 
 
 class EventCommands(Commands):
-    """`emit`, and the sweep `redispatch_events`."""
+    """`emit`, and the sweeps `redispatch_events` and `recheck_event_waits`."""
 
     def emit(
         self,
@@ -113,6 +116,24 @@ class EventCommands(Commands):
                 continue
             done.append(event.id)
         return done
+
+    def recheck_event_waits(self, now: datetime | None = None, limit: int = 100) -> list[str]:
+        """Search the inbox for the waits whose process died between committing the wait and
+        searching (the tick calls it): an event stored just before such a wait ends it now,
+        not at its timeout. The ids of the executions resumed."""
+        now = now or self.clock.now()
+        with self.store.transaction() as tx:
+            unchecked = tx.find_unchecked_event_waits(now - RECHECK_AFTER, limit)
+        resumed: list[str] = []
+        for wait in unchecked:
+            try:
+                saved = self._check_inbox(wait, hand_off=True)
+            except Exception:  # one bad wait must not stop the sweep; the next tick retries
+                log.exception("cannot search the inbox for the wait of %s", wait.execution_id)
+                continue
+            if saved is not None:
+                resumed.append(saved.id)
+        return resumed
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -224,7 +245,8 @@ class EventCommands(Commands):
         """Right after a wait_for_event commits its wait: an event emitted within its
         look-back (or while the step ran) ends it at once. An event emitted from now on finds
         the subscription instead; one emitted in between is seen by both, and the wait is
-        taken once."""
+        taken once. A search that finds nothing is recorded on the wait; one that never
+        happened is made by the tick (`recheck_event_waits`)."""
         used = self._events_used_by(wait.execution_id)
         after: str | None = None
         while True:
@@ -240,8 +262,11 @@ class EventCommands(Commands):
                 if event.id not in used and wait.accepts(event):
                     return self._resume_event_wait(wait, event, hand_off=hand_off)
             if len(page) < INBOX_PAGE:
-                return None
+                break
             after = page[-1].id
+        with self.store.transaction() as tx:
+            tx.mark_event_wait_checked(wait.execution_id, wait.sequence, self.clock.now())
+        return None
 
     def _events_used_by(self, execution_id: str) -> set[str]:
         """The events that ended earlier waits of this execution: one event ends one wait of

@@ -63,7 +63,11 @@ class EventWait(StateModel):
     """A `wait_for_event` step waiting: for an event of `event_type` whose payload has each
     `match` path equal to its value (resolved from the execution's input when the step ran),
     created at or after `since` (the step's look-back). Bound, like a resume token, to the one
-    wait its step committed (`sequence`: the execution's step_count while it waits)."""
+    wait its step committed (`sequence`: the execution's step_count while it waits).
+
+    `inbox_checked_at` is when the inbox was last searched for an event stored before the
+    wait existed: None until then. The tick searches again for a wait left unchecked (the
+    process that committed it died first), so such an event is never missed."""
 
     execution_id: str
     step_id: str
@@ -73,11 +77,12 @@ class EventWait(StateModel):
     tenant_id: str | None = None
     since: datetime
     created_at: datetime
+    inbox_checked_at: datetime | None = None
 
-    @field_validator("since", "created_at")
+    @field_validator("since", "created_at", "inbox_checked_at")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return ensure_aware(value, "event wait times")
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else ensure_aware(value, "event wait times")
 
     def holds_for(self, execution: Execution) -> bool:
         """Whether `execution` still waits in the wait this subscription was made for."""

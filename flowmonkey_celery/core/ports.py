@@ -200,6 +200,15 @@ class StoreTransaction(Protocol):
         """Drop the execution's waits (it was cancelled, it timed out); how many there were."""
         ...
 
+    def mark_event_wait_checked(self, execution_id: str, sequence: int, at: datetime) -> bool:
+        """Record that the inbox was searched for this wait at `at`; False if it is gone."""
+        ...
+
+    def find_unchecked_event_waits(self, created_before: datetime, limit: int) -> list[EventWait]:
+        """Waits created before `created_before` whose inbox was never searched (the process
+        that committed them died first), oldest first."""
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -364,6 +364,29 @@ class MemoryTransaction:
         self._undo.append(lambda: waits.update(gone))
         return len(gone)
 
+    def mark_event_wait_checked(self, execution_id: str, sequence: int, at: datetime) -> bool:
+        at = ensure_aware(at, "inbox_checked_at")
+        waits = self._store._event_waits
+        slot = (execution_id, sequence)
+        wait = waits.get(slot)
+        if wait is None:
+            return False
+        waits[slot] = wait.model_copy(update={"inbox_checked_at": at})
+        self._undo.append(lambda: waits.__setitem__(slot, wait))
+        return True
+
+    def find_unchecked_event_waits(self, created_before: datetime, limit: int) -> list[EventWait]:
+        created_before = ensure_aware(created_before, "created_before")
+        found = sorted(
+            (
+                w
+                for w in self._store._event_waits.values()
+                if w.inbox_checked_at is None and w.created_at < created_before
+            ),
+            key=lambda w: (w.created_at, w.execution_id, w.sequence),
+        )
+        return [w.model_copy(deep=True) for w in found[:limit]]
+
     def _set_job(self, old: Job, new: Job) -> None:
         stored = self._store._jobs
         stored[old.id] = new

@@ -567,3 +567,39 @@ def test_purging_with_nothing_dispatched_keeps_every_event(store: Store) -> None
     assert store.delete_finished_before(at(1000), batch_size=1) == 0
 
     assert listed(store) == [e.id for e in events]
+
+
+def test_waits_never_searched_are_found_oldest_first_until_marked(store: Store) -> None:
+    insert_waits(
+        store,
+        make_wait("late", created_at=at(20)),
+        make_wait("early", created_at=at(0)),
+        make_wait("searched", created_at=at(5), inbox_checked_at=at(6)),
+        make_wait("too-new", created_at=at(30)),  # at the cutoff: not yet
+    )
+
+    def unchecked(limit: int = 100) -> list[str]:
+        with store.transaction() as tx:
+            return [w.execution_id for w in tx.find_unchecked_event_waits(at(30), limit)]
+
+    assert unchecked() == ["early", "late"]
+    assert unchecked(limit=1) == ["early"]
+
+    with store.transaction() as tx:
+        assert tx.mark_event_wait_checked("early", 3, at(40))
+        assert not tx.mark_event_wait_checked("early", 4, at(40))  # another wait: gone
+        assert not tx.mark_event_wait_checked("nobody", 3, at(40))
+    assert unchecked() == ["late"]
+    early = next(w for w in waits_for(store) if w.execution_id == "early")
+    assert early.inbox_checked_at == at(40)
+
+
+def test_a_search_marked_in_a_failed_transaction_is_undone(store: Store) -> None:
+    insert_waits(store, make_wait("w", created_at=at(0)))
+
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        assert tx.mark_event_wait_checked("w", 3, at(10))
+        raise RuntimeError("rolled back")
+
+    with store.transaction() as tx:
+        assert [w.execution_id for w in tx.find_unchecked_event_waits(at(30), 10)] == ["w"]

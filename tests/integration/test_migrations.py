@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from flowmonkey_celery import ErrorCode, Execution, Flow
 from flowmonkey_celery.core.api_keys import new_api_key
+from flowmonkey_celery.core.inbox import EventWait
 from flowmonkey_celery.core.triggers import ScheduleTrigger, TriggerFire
 from flowmonkey_celery.errors import SchemaOutdatedError
 from flowmonkey_celery.stores.sql import SqlStore
@@ -30,7 +31,7 @@ from flowmonkey_celery.stores.sql.migrations import (
     head_revision,
     upgrade,
 )
-from flowmonkey_celery.stores.sql.schema import metadata, triggers
+from flowmonkey_celery.stores.sql.schema import event_waits, metadata, triggers
 from flowmonkey_celery.stores.sql.types import UtcDateTime
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -193,6 +194,37 @@ def test_a_schedule_trigger_stored_before_other_trigger_types_still_loads(
     assert store.save_trigger(expected.model_copy(update={"name": "Renamed"}), T0).name == (
         "Renamed"
     )
+
+
+def test_event_waits_stored_before_0007_count_as_searched_and_new_ones_do_not(
+    store: SqlStore,
+) -> None:
+    upgrade(store.engine, "0006")
+    with store.engine.begin() as connection:
+        connection.execute(  # the columns of 0006, no inbox_checked_at
+            insert(event_waits).values(
+                execution_id="old",
+                sequence=1,
+                step_id="await",
+                event_type="paid",
+                match={},
+                since=T0,
+                created_at=T0,
+            )
+        )
+
+    store.migrate()
+
+    later = T0 + timedelta(hours=1)
+    new = EventWait(
+        execution_id="new", step_id="await", sequence=1, event_type="paid", since=T0, created_at=T0
+    )
+    with store.transaction() as tx:
+        tx.insert_event_wait(new)
+    with store.transaction() as tx:
+        (old,) = [w for w in tx.find_event_waits("paid") if w.execution_id == "old"]
+        assert old.inbox_checked_at == T0  # searched by the process that made it
+        assert tx.find_unchecked_event_waits(later, 10) == [new]
 
 
 def _downgrade(engine: Engine, revision: str) -> None:

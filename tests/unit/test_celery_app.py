@@ -368,7 +368,7 @@ def test_a_countdown_wake_is_committed_before_the_handler_so_a_tick_meanwhile_ha
     # The wake was committed before attempt 2 started: the tick found nothing due and sent
     # nothing, where it used to wake the same attempt again and start it alongside.
     swept = ("timed_out", "woken", "stalled", "fired", "orphans_cancelled", "events")
-    assert ticks == [dict.fromkeys(swept, 0)]
+    assert ticks == [dict.fromkeys((*swept, "event_waits"), 0)]
     assert sent(fm) == []
     history = fm.runtime.engine.history(execution_id)
     assert [(e.attempt, e.outcome) for e in history if e.type == "step.completed"] == [
@@ -510,6 +510,37 @@ def test_the_tick_forgets_workers_not_seen_for_a_week_checking_once_an_hour(
     clock.advance(timedelta(days=1))
     fm.tick()
     assert set(store.list_heartbeats("worker:")) == set()
+
+
+def test_the_tick_searches_the_inbox_for_a_wait_whose_worker_died_before_it_could(
+    make_fm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow = {
+        "id": "checkout",
+        "initialStepId": "await",
+        "steps": {
+            "await": {
+                "type": "wait_for_event",
+                "config": {"event": "paid", "match": {"order": "${order}"}},
+                "transitions": {"onSuccess": "done"},
+            },
+            "done": {"type": "noop"},
+        },
+    }
+    fm = make_fm(flow)
+    fm.runtime.engine.emit("paid", {"order": "A-1"})
+    engine = fm.runtime.engine
+    monkeypatch.setattr(engine, "_check_inbox", lambda wait, hand_off: None)  # died here
+    execution_id = fm.start("checkout", {"order": "A-1"}).execution.id
+    assert fm.run_steps(execution_id, 0, "flowmonkey") == "waiting"
+    monkeypatch.undo()
+    sent(fm)
+
+    fm.runtime.clock.advance(timedelta(minutes=1))
+    assert fm.tick()["event_waits"] == 1
+
+    ((args, _),) = sent(fm)  # its next step, sent
+    assert fm.run_steps(*args, "flowmonkey") == "completed"
 
 
 def test_with_a_lock_manager_only_the_first_tick_of_a_period_sweeps(make_fm: Any) -> None:

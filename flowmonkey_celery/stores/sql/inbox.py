@@ -171,3 +171,25 @@ def take_wait(conn: Connection, execution_id: str, sequence: int) -> EventWait |
 def delete_waits(conn: Connection, execution_id: str) -> int:
     statement = delete(event_waits).where(event_waits.c.execution_id == execution_id)
     return int(conn.execute(statement).rowcount)
+
+
+def mark_wait_checked(conn: Connection, execution_id: str, sequence: int, at: datetime) -> bool:
+    c = event_waits.c
+    statement = (
+        update(event_waits)
+        .where(c.execution_id == execution_id, c.sequence == sequence)
+        .values(inbox_checked_at=ensure_aware(at, "inbox_checked_at"))
+    )
+    return bool(conn.execute(statement).rowcount)
+
+
+def unchecked_waits(conn: Connection, created_before: datetime, limit: int) -> list[EventWait]:
+    c = event_waits.c
+    query = (
+        select(event_waits)
+        # `IS NULL` as the partial index states it (ix_fm_event_waits_unchecked).
+        .where(c.inbox_checked_at.is_(None), c.created_at < ensure_aware(created_before, "before"))
+        .order_by(c.created_at, c.execution_id, c.sequence)
+        .limit(limit)
+    )
+    return [wait_from_row(row) for row in conn.execute(query).mappings()]

@@ -327,7 +327,15 @@ event_waits = Table(
     Column("tenant_id", String(200)),
     Column("since", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("inbox_checked_at", UtcDateTime),
     Index(None, "event_type", "created_at"),
+    # The few waits whose inbox was never searched (the tick's sweep; migration 0007).
+    Index(
+        "ix_fm_event_waits_unchecked",
+        "created_at",
+        postgresql_where=text("inbox_checked_at IS NULL"),
+        sqlite_where=text("inbox_checked_at IS NULL"),
+    ),
 )
 
 # What happened each time an HTTP or event trigger fired (schedule slots: fm_trigger_fires).

@@ -224,3 +224,9 @@ class SqlTransaction:
 
     def delete_event_waits(self, execution_id: str) -> int:
         return inbox.delete_waits(self.conn, execution_id)
+
+    def mark_event_wait_checked(self, execution_id: str, sequence: int, at: datetime) -> bool:
+        return inbox.mark_wait_checked(self.conn, execution_id, sequence, at)
+
+    def find_unchecked_event_waits(self, created_before: datetime, limit: int) -> list[EventWait]:
+        return inbox.unchecked_waits(self.conn, created_before, limit)

@@ -270,6 +270,41 @@ def test_an_event_emitted_just_before_the_wait_still_matches(store: Store) -> No
     assert finished.context["payment"]["id"] == early.event.id
 
 
+def test_a_wait_whose_worker_died_before_searching_the_inbox_is_searched_by_the_sweep(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make(store)
+    early = engine.emit("payment.received", {"order_id": "A-1"})
+    engine.clock.advance(5)  # type: ignore[attr-defined]
+    # The worker dies right after committing the wait, before it searches the inbox.
+    monkeypatch.setattr(engine, "_check_inbox", lambda wait, hand_off: None)
+    execution_id = start_checkout(engine, "A-1")
+    monkeypatch.undo()
+    assert engine.get(execution_id).status is ExecutionStatus.WAITING
+
+    assert engine.recheck_event_waits() == []  # too recent: its worker may still be at it
+    engine.clock.advance(31)  # type: ignore[attr-defined]
+    assert engine.recheck_event_waits() == [execution_id]
+    assert engine.recheck_event_waits() == []
+
+    finished = engine.run(execution_id)
+    assert finished.status is ExecutionStatus.COMPLETED
+    assert finished.context["payment"]["id"] == early.event.id
+
+
+def test_a_wait_searched_after_its_commit_is_not_searched_again_by_the_sweep(
+    store: Store,
+) -> None:
+    engine = make(store)
+    execution_id = start_checkout(engine, "A-1")  # searched: nothing there yet
+    engine.clock.advance(60)  # type: ignore[attr-defined]
+    with store.transaction() as tx:
+        assert tx.find_unchecked_event_waits(engine.clock.now(), 100) == []
+    assert engine.recheck_event_waits() == []
+
+    assert engine.emit("payment.received", {"order_id": "A-1"}).resumed == [execution_id]
+
+
 def test_an_event_older_than_the_look_back_does_not_match(store: Store) -> None:
     engine = make(
         store,
