@@ -24,6 +24,8 @@ from flowmonkey_celery.api.context import ApiContext, context_of
 from flowmonkey_celery.api.dashboard import install_dashboard
 from flowmonkey_celery.api.errors import install_error_handlers
 from flowmonkey_celery.core.ports import OperatorStore
+from flowmonkey_celery.core.triggers import HTTP
+from flowmonkey_celery.observability.metrics import default_metrics
 from flowmonkey_celery.observability.tracing import TracingMiddleware, install_tracing
 from flowmonkey_celery.runtime import Runtime
 from flowmonkey_celery.triggers.webhooks import WebhookReceiver
@@ -53,6 +55,8 @@ def create_app(
         runtime.store,
         dispatch=celery.dispatch if celery is not None else None,
         clock=runtime.clock,
+        # Counted like the rejections the history keeps (flowmonkey_trigger_fires_total).
+        on_unrecorded=lambda record: default_metrics().trigger_fired(HTTP, record.status),
     )
     context = ApiContext(runtime=runtime, celery=celery, auth_required=auth, receiver=receiver)
     runtime.http_adapter = True  # this process serves the webhooks (mounted or not)

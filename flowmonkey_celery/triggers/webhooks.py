@@ -12,8 +12,10 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +38,10 @@ from flowmonkey_celery.core.triggers import (
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
 MAX_IDEMPOTENCY_KEY = 200
+# A flood of refused deliveries (forged signatures, say) must not become a flood of writes:
+# each trigger's history keeps at most this many rejections a minute per API process. The
+# others are counted (`on_unrecorded`: the API's metrics) and summed up in one log line.
+REJECTIONS_RECORDED_PER_MINUTE = 60
 log = logging.getLogger("flowmonkey_celery.webhooks")
 
 
@@ -74,6 +80,9 @@ class WebhookReceiver:
         dispatch: enqueues a created execution (the Celery runtime's `dispatch`); None when
             something else runs it (tests, an in-process engine).
         environ: where `secret_env` secrets are read (the process environment by default).
+        on_unrecorded: called with each rejected delivery left out of the history (over
+            `rejections_per_minute` for its trigger), so it can still be counted.
+        rejections_per_minute: how many rejections a minute each trigger's history records.
     """
 
     def __init__(
@@ -84,12 +93,16 @@ class WebhookReceiver:
         dispatch: Callable[[Execution], Any] | None = None,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
+        on_unrecorded: Callable[[TriggerFireRecord], Any] | None = None,
+        rejections_per_minute: int = REJECTIONS_RECORDED_PER_MINUTE,
     ) -> None:
         self.engine = engine
         self.triggers = triggers
         self.dispatch = dispatch
         self.clock = clock or engine.clock
         self.environ = environ if environ is not None else os.environ
+        self.on_unrecorded = on_unrecorded
+        self._rejections = RejectionBudget(rejections_per_minute)
 
     def trigger(self, trigger_id: str) -> HttpTrigger:
         """The HTTP trigger with this id.
@@ -192,17 +205,20 @@ class WebhookReceiver:
         execution_id: str | None,
         error: dict[str, Any] | None,
     ) -> None:
-        self.triggers.record_trigger_fire(
-            TriggerFireRecord(
-                id=str(uuid.uuid4()),
-                trigger_id=trigger.id,
-                at=self.clock.now(),
-                status=status,
-                latency_ms=round((time.perf_counter() - began) * 1000, 3),
-                execution_id=execution_id,
-                error=error,
-            )
+        record = TriggerFireRecord(
+            id=str(uuid.uuid4()),
+            trigger_id=trigger.id,
+            at=self.clock.now(),
+            status=status,
+            latency_ms=round((time.perf_counter() - began) * 1000, 3),
+            execution_id=execution_id,
+            error=error,
         )
+        if status == "rejected" and not self._rejections.take(trigger.id, record.at):
+            if self.on_unrecorded is not None:
+                self.on_unrecorded(record)
+            return
+        self.triggers.record_trigger_fire(record)
 
     # -- checks, in order: the cheapest refusal first ----------------------------------------------
 
@@ -413,3 +429,41 @@ def _not_json(exc: UnicodeDecodeError | json.JSONDecodeError) -> WebhookRefused:
 
 def _reason(exc: Exception) -> str:
     return exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+
+
+class RejectionBudget:
+    """How many rejections each trigger may still record this minute (thread-safe: the API
+    serves deliveries from a thread pool). Remembers the triggers rejected most recently."""
+
+    MAX_TRIGGERS = 10_000
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._minutes: OrderedDict[str, list[Any]] = OrderedDict()  # id -> [minute, taken, over]
+        self._lock = threading.Lock()
+
+    def take(self, trigger_id: str, now: datetime) -> bool:
+        """True if this rejection is recorded; False if the trigger's minute is used up."""
+        minute = now.replace(second=0, microsecond=0)
+        with self._lock:
+            slot = self._minutes.get(trigger_id)
+            if slot is None or slot[0] != minute:
+                if slot is not None and slot[2]:
+                    log.warning(
+                        "%d rejected deliveries to trigger %r in the minute from %s were not "
+                        "recorded in its history (more than %d a minute)",
+                        slot[2],
+                        trigger_id,
+                        slot[0].isoformat(),
+                        self.per_minute,
+                    )
+                slot = [minute, 0, 0]
+                self._minutes[trigger_id] = slot
+            self._minutes.move_to_end(trigger_id)
+            if len(self._minutes) > self.MAX_TRIGGERS:
+                self._minutes.popitem(last=False)
+            if slot[1] < self.per_minute:
+                slot[1] += 1
+                return True
+            slot[2] += 1
+            return False

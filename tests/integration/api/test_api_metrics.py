@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,6 +63,30 @@ def test_metrics_count_what_this_api_process_started_and_received(memory_api: Ap
     fires = {"trigger_type": "http", "status": "accepted"}
     fired = "flowmonkey_trigger_fires_total"
     assert value(after, fired, **fires) - value(before, fired, **fires) == 1
+
+
+def test_a_flood_of_rejected_deliveries_records_60_a_minute_and_counts_them_all(
+    memory_api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = memory_api
+    trigger = api.trigger(id="guarded", enabled=False)  # every delivery refused: 409
+    fired = "flowmonkey_trigger_fires_total"
+    rejected = {"trigger_type": "http", "status": "rejected"}
+    before = value(samples(api.get("/metrics", "admin")), fired, **rejected)
+
+    for _ in range(75):
+        error_of(api.post(f"/webhooks/{trigger['id']}", None, json={}), 409, "TRIGGER_DISABLED")
+
+    assert [f["status"] for f in api.fires("guarded")] == ["rejected"] * 60
+    after = value(samples(api.get("/metrics", "admin")), fired, **rejected)
+    assert after - before == 75
+    assert api.get("/triggers/guarded/stats", "a").json()["rejected"] == 60
+
+    api.clock.advance(timedelta(minutes=1))  # a new minute: recorded again, the gap logged
+    with caplog.at_level("WARNING", logger="flowmonkey_celery.webhooks"):
+        error_of(api.post(f"/webhooks/{trigger['id']}", None, json={}), 409, "TRIGGER_DISABLED")
+    assert len(api.fires("guarded")) == 61
+    assert "15 rejected deliveries to trigger 'guarded'" in caplog.text
 
 
 def test_metrics_need_an_admin_key(memory_api: Api) -> None:
