@@ -132,6 +132,7 @@ def purge_older_than(
 
     Completed, failed and cancelled executions that finished before the cutoff, with their
     history, idempotency keys, resume tokens and jobs, in short batches; running executions
-    are never touched. `flowmonkey db purge --older-than-days N` does the same in days.
+    are never touched. Dispatched events, trigger history and superseded cron slots from
+    before the cutoff go too. `flowmonkey db purge --older-than-days N` does the same in days.
     """
     purge_finished(url, parse_duration(older_than, "'--older-than'"), batch_size, as_json)

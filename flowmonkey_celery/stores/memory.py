@@ -332,7 +332,21 @@ class MemoryStore:
                 scope: held for scope, held in self._idempotency.items() if held[0] not in doomed
             }
             self._delete_dispatched_events_before(cutoff)
+            self._delete_trigger_history_before(cutoff)
             return len(doomed)
+
+    def _delete_trigger_history_before(self, cutoff: datetime) -> None:
+        """Trigger history entries from before `cutoff`, and cron slots fired for before it
+        except each trigger's latest (where its schedule goes on from)."""
+        self._trigger_history = [r for r in self._trigger_history if r.at >= cutoff]
+        latest: dict[str, datetime] = {}
+        for trigger_id, scheduled_for in self._fires:
+            latest[trigger_id] = max(scheduled_for, latest.get(trigger_id, scheduled_for))
+        self._fires = {
+            (trigger_id, scheduled_for): fire
+            for (trigger_id, scheduled_for), fire in self._fires.items()
+            if scheduled_for >= cutoff or scheduled_for == latest[trigger_id]
+        }
 
     def _delete_dispatched_events_before(self, cutoff: datetime) -> None:
         """Emitted events created before `cutoff` whose dispatch finished (their keys free)."""

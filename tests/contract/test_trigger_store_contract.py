@@ -540,3 +540,33 @@ def test_create_trigger_refuses_a_taken_id_and_of_racing_creators_one_wins(store
     for thread in threads:
         thread.join()
     assert sorted(results) == [False] * 7 + [True]
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+
+def test_retention_deletes_trigger_history_and_superseded_cron_slots_before_the_cutoff(
+    store: Any,
+) -> None:
+    for seconds in (10, 20, 30, 40):
+        store.record_trigger_fire(record("shop-orders", seconds))
+    store.record_trigger_fire(record("other-hook", 5, status="rejected"))
+    for slot in (0, 60, 120):
+        store.record_fire(fire("daily-report", slot))
+    store.record_fire(fire("weekly", 0))  # its only slot, long ago: where it goes on from
+
+    assert store.delete_finished_before(at(30), batch_size=1) == 0  # no execution finished
+
+    assert [r.at for r in store.list_trigger_fires("shop-orders")] == [at(40), at(30)]
+    assert store.list_trigger_fires("other-hook") == []
+    assert store.trigger_stats("shop-orders").fires == 2
+    assert store.last_fire("daily-report") == fire("daily-report", 120)
+    assert store.last_fire("weekly") == fire("weekly", 0)
+
+    store.delete_finished_before(at(1000))
+    assert store.list_trigger_fires("shop-orders") == []
+    assert store.last_fire("daily-report") == fire("daily-report", 120)  # the latest is kept
+    assert store.last_fire("weekly") == fire("weekly", 0)
+    assert not store.record_fire(fire("daily-report", 120))  # still taken: fired once
+    # The superseded slots are gone (the schedule only goes on from its latest, never back).
+    assert store.record_fire(fire("daily-report", 60))

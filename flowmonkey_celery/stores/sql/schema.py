@@ -351,6 +351,7 @@ trigger_history = Table(
     Column("event_id", ID),
     Column("error", JsonDocument),
     Index(None, "trigger_id", "at"),
+    Index(None, "at"),  # retention: `delete_finished_before` (migration 0007)
 )
 
 # -- what the REST API keeps (stores/sql/operators.py) -----------------------------------------

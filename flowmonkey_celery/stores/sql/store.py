@@ -587,10 +587,12 @@ class SqlStore:
         """Delete completed, failed and cancelled executions that finished before `cutoff`,
         with their events, idempotency keys, resume tokens, jobs, joins and event waits,
         `batch_size` at a time (each batch its own short transaction); then the emitted events
-        created before `cutoff` whose dispatch finished, in batches too. Returns how many
-        executions were deleted."""
+        created before `cutoff` whose dispatch finished, the trigger history from before it and
+        the cron slots fired for before it (each trigger's latest kept), in batches too.
+        Returns how many executions were deleted."""
         deleted = self._delete_executions_before(cutoff, batch_size)
         self._delete_dispatched_events_before(cutoff, batch_size)
+        self._delete_trigger_history_before(cutoff, batch_size)
         return deleted
 
     def _delete_executions_before(self, cutoff: datetime, batch_size: int) -> int:
@@ -633,6 +635,14 @@ class SqlStore:
                 removed = conn.execute(delete(inbox_events).where(c.id.in_(batch))).rowcount
             if removed < batch_size:
                 return
+
+    def _delete_trigger_history_before(self, cutoff: datetime, batch_size: int) -> None:
+        for statement in trigger_rows.history_before(cutoff, batch_size):
+            while True:
+                with self._single_statement("delete trigger history", write=True) as conn:
+                    removed = conn.execute(statement).rowcount
+                if removed < batch_size:
+                    break
 
     # -- API keys, flow owners, heartbeats (SQL in stores/sql/operators.py) ---------------------
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, RowMapping, case, delete, func, insert, select
+from sqlalchemy import Connection, Delete, RowMapping, case, delete, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flowmonkey_celery.core.clock import ensure_aware
@@ -146,6 +146,29 @@ def record_history(conn: Connection, record: TriggerFireRecord) -> None:
     row = record.model_dump(mode="python", exclude={"error"})
     row["error"] = record.model_dump(mode="json", include={"error"})["error"]
     conn.execute(insert(trigger_history), row)
+
+
+def history_before(cutoff: datetime, batch_size: int) -> list[Delete]:
+    """A batch of each: the history entries from before `cutoff`; the cron slots fired for
+    before it, except each trigger's latest (its schedule goes on from there)."""
+    h = trigger_history.c
+    old_entries = select(h.id).where(h.at < cutoff).order_by(h.at).limit(batch_size)
+    f = trigger_fires.c
+    newer = trigger_fires.alias("newer")
+    superseded = (
+        select(f.id)
+        .where(
+            f.scheduled_for < cutoff,
+            exists().where(
+                newer.c.trigger_id == f.trigger_id, newer.c.scheduled_for > f.scheduled_for
+            ),
+        )
+        .limit(batch_size)
+    )
+    return [
+        delete(trigger_history).where(h.id.in_(old_entries.scalar_subquery())),
+        delete(trigger_fires).where(f.id.in_(superseded.scalar_subquery())),
+    ]
 
 
 def list_history(

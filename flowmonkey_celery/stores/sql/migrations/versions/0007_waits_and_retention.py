@@ -1,4 +1,4 @@
-"""an index for the oldest wait, and a record of each event wait's inbox search
+"""indexes for the oldest wait and for retention, and a record of each event wait's inbox search
 
 Revision ID: 0007
 Revises: 0006
@@ -15,6 +15,8 @@ Create Date: 2026-12-07 03:00:00
   committing the wait; if its process dies in between, the tick's sweep searches instead.
   Waits already there when this runs are marked searched (they were, by the process that
   made them, or their emitter's dispatch found them).
+- `(at)` on fm_trigger_history: retention (`flowmonkey purge`) now deletes the trigger history
+  from before its cutoff, oldest first.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def upgrade() -> None:
         postgresql_where=sa.text(_UNCHECKED),
         sqlite_where=sa.text(_UNCHECKED),
     )
+    op.create_index(op.f("ix_fm_trigger_history_at"), "fm_trigger_history", ["at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_fm_trigger_history_at"), table_name="fm_trigger_history")
     op.drop_index("ix_fm_event_waits_unchecked", table_name="fm_event_waits")
     with op.batch_alter_table("fm_event_waits", schema=None) as batch_op:
         batch_op.drop_column("inbox_checked_at")
