@@ -185,12 +185,11 @@ class EventCommands(Commands):
                 status, error = "failed", {"code": code, "message": str(exc)}
                 log.exception("event trigger %r failed on event %s", trigger.id, event.id)
             triggers.record_trigger_fire(
-                TriggerFireRecord(
-                    id=str(uuid.uuid4()),
-                    trigger_id=trigger.id,
-                    at=self.clock.now(),
-                    status=status,
-                    latency_ms=round((time.perf_counter() - began) * 1000, 3),
+                TriggerFireRecord.new(
+                    trigger.id,
+                    self.clock.now(),
+                    status,
+                    began=began,
                     execution_id=execution_id if status != "failed" else None,
                     event_id=event.id,
                     error=error,

@@ -10,6 +10,8 @@ into `ScheduleTrigger`s that start that flow.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -318,6 +320,32 @@ class TriggerFireRecord(TriggerModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return ensure_aware(value, "fire times")
+
+    @classmethod
+    def new(
+        cls,
+        trigger_id: str,
+        at: datetime,
+        status: FireStatus,
+        *,
+        began: float | None = None,
+        execution_id: str | None = None,
+        event_id: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> TriggerFireRecord:
+        """A new entry with an id of its own; `began` (a `time.perf_counter()` reading from
+        when the fire started) gives its latency."""
+        latency = None if began is None else round((time.perf_counter() - began) * 1000, 3)
+        return cls(
+            id=str(uuid.uuid4()),
+            trigger_id=trigger_id,
+            at=at,
+            status=status,
+            latency_ms=latency,
+            execution_id=execution_id,
+            event_id=event_id,
+            error=error,
+        )
 
 
 class TriggerStats(TriggerModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from flowmonkey_celery.core.engine import Engine
@@ -33,12 +32,11 @@ def fire_now(
         metadata={"trigger_id": trigger.id, "manual": True},
     )
     triggers.record_trigger_fire(
-        TriggerFireRecord(
-            id=str(uuid.uuid4()),
-            trigger_id=trigger.id,
-            at=engine.clock.now(),
-            status="accepted",
-            latency_ms=round((time.perf_counter() - began) * 1000, 3),
+        TriggerFireRecord.new(
+            trigger.id,
+            engine.clock.now(),
+            "accepted",
+            began=began,
             execution_id=created.execution.id,
         )
     )

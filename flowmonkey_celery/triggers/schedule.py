@@ -18,7 +18,6 @@ Slots are wall-clock times in the trigger's time zone, each stored as a UTC inst
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -263,11 +262,10 @@ def _fire(
         # The slot's one fire (another beat that raced for it records nothing), in the same
         # history the dashboard and `triggers show` read for webhooks and events.
         triggers_store.record_trigger_fire(
-            TriggerFireRecord(
-                id=str(uuid.uuid4()),
-                trigger_id=trigger.id,
-                at=now,
-                status="accepted" if result.created else "duplicate",
+            TriggerFireRecord.new(
+                trigger.id,
+                now,
+                "accepted" if result.created else "duplicate",
                 execution_id=result.execution.id,
             )
         )

@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -205,12 +204,11 @@ class WebhookReceiver:
         execution_id: str | None,
         error: dict[str, Any] | None,
     ) -> None:
-        record = TriggerFireRecord(
-            id=str(uuid.uuid4()),
-            trigger_id=trigger.id,
-            at=self.clock.now(),
-            status=status,
-            latency_ms=round((time.perf_counter() - began) * 1000, 3),
+        record = TriggerFireRecord.new(
+            trigger.id,
+            self.clock.now(),
+            status,
+            began=began,
             execution_id=execution_id,
             error=error,
         )
