@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from flowmonkey_celery.api.auth import Principal, require_admin
 from flowmonkey_celery.api.context import ApiContext, caller, context_of
 from flowmonkey_celery.api.errors import ApiError
+from flowmonkey_celery.api.executions import shown
 from flowmonkey_celery.core.execution import Execution, ExecutionStatus, WaitKind
 from flowmonkey_celery.errors import ErrorCode
 
@@ -70,11 +71,6 @@ def install_dashboard(app: FastAPI) -> None:
         )
 
     app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
-
-
-def _shown(execution: Execution) -> dict[str, Any]:
-    shown: dict[str, Any] = execution.model_dump(mode="json")
-    return shown
 
 
 @router.get("/whoami", summary="The caller: its key's name and tenant, and whether it is admin")
@@ -131,7 +127,7 @@ def _inbox_item(context: ApiContext, execution: Execution) -> dict[str, Any]:
     step = flow.steps.get(execution.current_step_id or "") if flow is not None else None
     deadline, deadline_kind = _deadline(execution)
     return {
-        **_shown(execution),
+        **shown(execution),
         "waiting_for": {
             "kind": execution.wait_kind.value if execution.wait_kind else None,
             "reason": execution.wait_reason,
@@ -187,7 +183,7 @@ def children(
         found = found[position + 1 :]
     page = found[:limit]
     return {
-        "items": [_shown(c) for c in page],
+        "items": [shown(c) for c in page],
         "next_after": page[-1].id if len(found) > limit else None,
     }
 

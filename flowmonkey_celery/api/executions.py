@@ -15,7 +15,7 @@ from flowmonkey_celery.api.context import caller, context_of
 from flowmonkey_celery.api.errors import ApiError, not_found
 from flowmonkey_celery.core import tokens
 from flowmonkey_celery.core.clock import ensure_aware
-from flowmonkey_celery.core.execution import ExecutionStatus
+from flowmonkey_celery.core.execution import Execution, ExecutionStatus
 from flowmonkey_celery.errors import ErrorCode
 
 router = APIRouter(prefix="/executions", tags=["executions"])
@@ -86,9 +86,10 @@ def _utc(instant: datetime | None) -> datetime | None:
     return instant.replace(tzinfo=UTC) if instant.tzinfo is None else ensure_aware(instant, "")
 
 
-def _shown(execution: Any) -> dict[str, Any]:
-    shown: dict[str, Any] = execution.model_dump(mode="json")
-    return shown
+def shown(execution: Execution) -> dict[str, Any]:
+    """An execution as the API answers it (the dashboard's routes too)."""
+    data: dict[str, Any] = execution.model_dump(mode="json")
+    return data
 
 
 @router.post("", status_code=201, summary="Start an execution (committed, then enqueued)")
@@ -104,7 +105,7 @@ def start(body: StartRequest, request: Request, principal: Caller) -> dict[str, 
         timeout=body.timeout,
         flow_version=body.flow_version,
     )
-    return {"execution": _shown(result.execution), "created": result.created}
+    return {"execution": shown(result.execution), "created": result.created}
 
 
 MetadataFilter = Annotated[list[str] | None, Query(description="key:value, repeatable")]
@@ -186,7 +187,7 @@ def list_executions(
         status=status, newest_first=order == "newest", limit=limit, after=after, **scoped
     )
     return {
-        "items": [_shown(e) for e in items],
+        "items": [shown(e) for e in items],
         "next_after": items[-1].id if len(items) == limit else None,
     }
 
@@ -214,7 +215,7 @@ def _metadata_filter(pairs: list[str] | None) -> dict[str, str]:
 
 @router.get("/{execution_id}", summary="One execution")
 def get_execution(execution_id: str, request: Request, principal: Caller) -> dict[str, Any]:
-    return _shown(context_of(request).execution_for(principal, execution_id))
+    return shown(context_of(request).execution_for(principal, execution_id))
 
 
 @router.get("/{execution_id}/history", summary="Its recorded events, oldest first")
@@ -234,7 +235,7 @@ def resume(
     resumed = context.runtime.engine.resume(
         execution_id, body.data, expected_version=body.expected_version
     )
-    return _shown(resumed)
+    return shown(resumed)
 
 
 @router.post("/resume-with-token", summary="Resume the wait a resume token was issued for")
@@ -249,7 +250,7 @@ def resume_with_token(
         if owner is not None and not principal.sees(owner.tenant_id):
             raise ApiError(400, ErrorCode.INVALID_RESUME_TOKEN, UNKNOWN_TOKEN)  # as unknown
     resumed = context.runtime.engine.resume_with_token(body.token, body.data, outcome=body.outcome)
-    return _shown(resumed)
+    return shown(resumed)
 
 
 @router.post("/{execution_id}/cancel", summary="Cancel it and its children")
@@ -320,7 +321,7 @@ def replay(
         body.context_patch,
         idempotency_key=body.idempotency_key,
     )
-    return {"execution": _shown(result.execution), "created": result.created}
+    return {"execution": shown(result.execution), "created": result.created}
 
 
 __all__ = ["not_found", "router"]

@@ -14,7 +14,12 @@ from flowmonkey_celery.api.auth import Principal
 from flowmonkey_celery.api.context import ApiContext, caller, context_of
 from flowmonkey_celery.api.errors import ApiError, not_found
 from flowmonkey_celery.core.ports import AnyTrigger
-from flowmonkey_celery.core.triggers import TRIGGER_TYPES, HttpTrigger, parse_trigger
+from flowmonkey_celery.core.triggers import (
+    TRIGGER_TYPES,
+    HttpTrigger,
+    parse_trigger,
+    without_secrets,
+)
 from flowmonkey_celery.errors import ErrorCode, FlowMonkeyError
 
 triggers = APIRouter(prefix="/triggers", tags=["triggers"])
@@ -27,10 +32,9 @@ TriggerBody = Annotated[
 
 
 def shown(trigger: AnyTrigger) -> dict[str, Any]:
-    """The trigger as the API shows it: never a secret."""
-    data = trigger.model_dump(mode="json")
+    """The trigger as the API shows it: never a secret; an HTTP trigger with its URL."""
+    data = without_secrets(trigger)
     if isinstance(trigger, HttpTrigger):
-        data["auth"] = trigger.auth.public()
         data["url"] = f"/webhooks/{trigger.id}"
     return data
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich import box
@@ -15,19 +15,17 @@ from flowmonkey_celery.cli.output import console as make_console
 from flowmonkey_celery.cli.output import note, print_json
 from flowmonkey_celery.cli.wiring import load_settings, opened_client, opened_runtime
 from flowmonkey_celery.core.ports import AnyTrigger
-from flowmonkey_celery.core.triggers import EventTrigger, HttpTrigger, ScheduleTrigger
+from flowmonkey_celery.core.triggers import (
+    EventTrigger,
+    HttpTrigger,
+    ScheduleTrigger,
+    without_secrets,
+)
 from flowmonkey_celery.errors import ErrorCode
 from flowmonkey_celery.triggers.manual import fire_now
 
 app = typer.Typer(help="Triggers: schedules, webhooks, event rules.", no_args_is_help=True)
 TriggerArgument = Annotated[str, typer.Argument(metavar="ID", help="The trigger's id.")]
-
-
-def _shown(trigger: AnyTrigger) -> dict[str, Any]:
-    data = trigger.model_dump(mode="json")
-    if isinstance(trigger, HttpTrigger):
-        data["auth"] = trigger.auth.public()
-    return data
 
 
 def _what(trigger: AnyTrigger) -> str:
@@ -52,7 +50,7 @@ def list_triggers(
     with opened_runtime(load_settings()) as runtime:
         found = runtime.store.list_triggers(trigger_type=trigger_type)
     if as_json:
-        print_json([_shown(t) for t in found])
+        print_json([without_secrets(t) for t in found])
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("id", "type", "flow", "enabled", "fires on"):
@@ -85,7 +83,7 @@ def show(
     if as_json:
         print_json(
             {
-                "trigger": _shown(trigger),
+                "trigger": without_secrets(trigger),
                 "stats": stats.model_dump(mode="json"),
                 "fires": [f.model_dump(mode="json") for f in fires],
             }

@@ -389,3 +389,12 @@ def flow_triggers(flow: Flow) -> list[ScheduleTrigger | HttpTrigger | EventTrigg
 
 def _without_flow_id(entry: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in entry.items() if key not in ("flow_id", "flowId")}
+
+
+def without_secrets(trigger: TriggerModel) -> dict[str, Any]:
+    """A trigger's fields as JSON for people and clients: an HTTP trigger's secret is never
+    shown, only whether it has one."""
+    data: dict[str, Any] = trigger.model_dump(mode="json")
+    if isinstance(trigger, HttpTrigger):
+        data["auth"] = trigger.auth.public()
+    return data
