@@ -169,22 +169,22 @@ def children(
 ) -> dict[str, Any]:
     context = context_of(request)
     context.execution_for(principal, execution_id)
-    found = [
-        c for c in context.runtime.store.list_children(execution_id) if principal.sees(c.tenant_id)
-    ]
+    store = context.runtime.store
     if after is not None:
-        position = next((i for i, c in enumerate(found) if c.id == after), None)
-        if position is None:
+        anchor = store.get_execution(after)
+        if anchor is None or anchor.parent_execution_id != execution_id:
             raise ApiError(
                 400,
                 ErrorCode.INVALID_ARGUMENT,
                 f"after {after!r} is not a child of execution {execution_id!r}",
             )
-        found = found[position + 1 :]
-    page = found[:limit]
+    # One more than asked: whether there is a next page. Children share their parent's
+    # tenant, so the caller who sees the parent sees them.
+    found = store.list_children(execution_id, limit=limit + 1, after=after)
+    page = [c for c in found[:limit] if principal.sees(c.tenant_id)]
     return {
         "items": [shown(c) for c in page],
-        "next_after": page[-1].id if len(found) > limit else None,
+        "next_after": found[limit - 1].id if len(found) > limit else None,
     }
 
 

@@ -323,8 +323,13 @@ class Store(Protocol):
         """An execution's events in the order they were recorded (oldest first)."""
         ...
 
-    def list_children(self, parent_execution_id: str) -> list[Execution]:
-        """Executions whose `parent_execution_id` is the given id, oldest first."""
+    def list_children(
+        self, parent_execution_id: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[Execution]:
+        """Executions whose `parent_execution_id` is the given id, oldest first: at most
+        `limit` of them, those after the child `after` (keyset paging; a page of a
+        100,000-branch fan-out reads only its rows). An `after` that is no child of this
+        parent gives an empty page."""
         ...
 
     def find_due_wakes(self, now: datetime, limit: int = 100) -> list[Execution]:

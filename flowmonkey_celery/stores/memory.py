@@ -236,15 +236,26 @@ class MemoryStore:
         with self._lock:
             return [e.model_copy(deep=True) for e in self._events.get(execution_id, [])]
 
-    def list_children(self, parent_execution_id: str) -> list[Execution]:
+    def list_children(
+        self, parent_execution_id: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[Execution]:
         with self._lock:
-            children = [
-                e for e in self._executions.values() if e.parent_execution_id == parent_execution_id
-            ]
-            return [
-                c.model_copy(deep=True)
-                for c in sorted(children, key=lambda e: (e.created_at, e.id))
-            ]
+            children = sorted(
+                (
+                    e
+                    for e in self._executions.values()
+                    if e.parent_execution_id == parent_execution_id
+                ),
+                key=lambda e: (e.created_at, e.id),
+            )
+            if after is not None:
+                anchor = self._executions.get(after)
+                if anchor is None or anchor.parent_execution_id != parent_execution_id:
+                    return []
+                children = [
+                    c for c in children if (c.created_at, c.id) > (anchor.created_at, anchor.id)
+                ]
+            return [c.model_copy(deep=True) for c in children[:limit]]
 
     def find_due_wakes(self, now: datetime, limit: int = 100) -> list[Execution]:
         with self._lock:

@@ -565,6 +565,29 @@ def test_list_children_returns_only_that_parents_children_oldest_first(store: St
     assert store.list_children("no-such-execution") == []
 
 
+@pytest.mark.parametrize("page_size", [1, 2, 3, 5])
+def test_children_page_by_cursor_in_order_and_a_stranger_cursor_gives_nothing(
+    store: Store, page_size: int
+) -> None:
+    parent, other_parent = create(store), create(store)
+    children = [
+        create(store, id=f"child-{i}", parent_execution_id=parent.id, created_at=at(i // 2))
+        for i in range(5)  # ties two by two: ordered by id within a time
+    ]
+    stranger = create(store, parent_execution_id=other_parent.id, created_at=at(0))
+
+    seen: list[str] = []
+    after: str | None = None
+    while page := store.list_children(parent.id, limit=page_size, after=after):
+        assert len(page) <= page_size
+        seen += [c.id for c in page]
+        after = page[-1].id
+
+    assert seen == [c.id for c in children]
+    assert store.list_children(parent.id, after=stranger.id) == []
+    assert store.list_children(parent.id, after="no-such-execution") == []
+
+
 # -- find_due_wakes / claim_due_wakes ----------------------------------------------------------
 
 

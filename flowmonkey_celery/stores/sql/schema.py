@@ -73,7 +73,7 @@ executions = Table(
     Index(None, "status", "wait_deadline_at"),
     Index(None, "deadline_at"),
     Index(None, "status", "lease_expires_at"),
-    Index(None, "parent_execution_id"),
+    Index(None, "parent_execution_id", "created_at", "id"),  # children, paged (0007)
     Index(None, "created_at", "id"),
     Index(None, "status", "created_at", "id"),
     Index(None, "flow_id", "created_at", "id"),

@@ -18,6 +18,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -415,12 +416,25 @@ class SqlStore:
     def find_children_to_cancel(self, limit: int = 100) -> list[Execution]:
         return self._fetch(sql_joins.children_to_cancel(limit), "find children to cancel")
 
-    def list_children(self, parent_execution_id: str) -> list[Execution]:
+    def list_children(
+        self, parent_execution_id: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[Execution]:
+        c = executions.c
         query = (
             select(executions)
-            .where(executions.c.parent_execution_id == parent_execution_id)
-            .order_by(executions.c.created_at, executions.c.id)
+            .where(c.parent_execution_id == parent_execution_id)
+            .order_by(c.created_at, c.id)
+            .limit(limit)
         )
+        if after is not None:
+            # The cursor read in the same statement; one of another parent matches nothing.
+            cursor = executions.alias("child_cursor")
+            anchor = select(cursor.c.created_at).where(
+                cursor.c.id == after, cursor.c.parent_execution_id == parent_execution_id
+            )
+            query = query.where(
+                tuple_(c.created_at, c.id) > tuple_(anchor.scalar_subquery(), after)
+            )
         return self._fetch(query, "list children")
 
     def find_due_wakes(self, now: datetime, limit: int = 100) -> list[Execution]:

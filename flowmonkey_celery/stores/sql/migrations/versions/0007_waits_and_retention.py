@@ -15,6 +15,9 @@ Create Date: 2026-12-07 03:00:00
   committing the wait; if its process dies in between, the tick's sweep searches instead.
   Waits already there when this runs are marked searched (they were, by the process that
   made them, or their emitter's dispatch found them).
+- `(parent_execution_id, created_at, id)` on fm_executions, in place of
+  `(parent_execution_id)`: an execution's children a page at a time, in order, without
+  sorting all of a 100,000-branch fan-out for each page.
 - `(at)` on fm_trigger_history: retention (`flowmonkey purge`) now deletes the trigger history
   from before its cutoff, oldest first.
 """
@@ -54,9 +57,25 @@ def upgrade() -> None:
         sqlite_where=sa.text(_UNCHECKED),
     )
     op.create_index(op.f("ix_fm_trigger_history_at"), "fm_trigger_history", ["at"], unique=False)
+    op.create_index(
+        op.f("ix_fm_executions_parent_execution_id_created_at_id"),
+        "fm_executions",
+        ["parent_execution_id", "created_at", "id"],
+        unique=False,
+    )
+    op.drop_index(op.f("ix_fm_executions_parent_execution_id"), table_name="fm_executions")
 
 
 def downgrade() -> None:
+    op.create_index(
+        op.f("ix_fm_executions_parent_execution_id"),
+        "fm_executions",
+        ["parent_execution_id"],
+        unique=False,
+    )
+    op.drop_index(
+        op.f("ix_fm_executions_parent_execution_id_created_at_id"), table_name="fm_executions"
+    )
     op.drop_index(op.f("ix_fm_trigger_history_at"), table_name="fm_trigger_history")
     op.drop_index("ix_fm_event_waits_unchecked", table_name="fm_event_waits")
     with op.batch_alter_table("fm_event_waits", schema=None) as batch_op:
