@@ -171,6 +171,9 @@ def test_in_a_celery_process_text_keeps_celerys_lines_and_adds_the_attempt() -> 
     worker_log = logging.getLogger("test.celery.worker")
     worker_log.addHandler(celerys)
     worker_log.propagate = False
+    # Its own level, as Celery gives its loggers: a Celery test worker that ran earlier in this
+    # process leaves the root logger at ERROR.
+    worker_log.setLevel(logging.INFO)
     log_celery_through_flowmonkey(Settings())
 
     signals.after_setup_logger.send(sender=None, logger=worker_log, loglevel=logging.INFO)
