@@ -170,7 +170,11 @@ def children(
     context = context_of(request)
     context.execution_for(principal, execution_id)
     store = context.runtime.store
-    if after is not None:
+    # One more than asked: whether there is a next page. Children share their parent's
+    # tenant, so the caller who sees the parent sees them.
+    found = store.list_children(execution_id, limit=limit + 1, after=after)
+    if not found and after is not None:
+        # Only an empty page can hide a cursor that names no child of this execution.
         anchor = store.get_execution(after)
         if anchor is None or anchor.parent_execution_id != execution_id:
             raise ApiError(
@@ -178,9 +182,6 @@ def children(
                 ErrorCode.INVALID_ARGUMENT,
                 f"after {after!r} is not a child of execution {execution_id!r}",
             )
-    # One more than asked: whether there is a next page. Children share their parent's
-    # tenant, so the caller who sees the parent sees them.
-    found = store.list_children(execution_id, limit=limit + 1, after=after)
     page = [c for c in found[:limit] if principal.sees(c.tenant_id)]
     return {
         "items": [shown(c) for c in page],
